@@ -1,0 +1,79 @@
+"""What every broker launcher hands back: where to connect, what runs, how to stop it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+
+class BrokerUnavailable(RuntimeError):
+    """A broker cannot be started here; the message names what is missing and how to get it."""
+
+
+@dataclass
+class BrokerHandle:
+    """A running (or external) Kafka-compatible broker.
+
+    `kind` is `apache-kafka`, `tansu` or `external`; `bootstrap` is a comma-separated
+    `host:port` list ready for any Kafka client.
+    """
+
+    kind: str
+    version: str
+    bootstrap: str
+    nodes: int = 1
+    supports_compaction: bool = True
+    _stop: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """`apache-kafka 4.4.0`, `tansu 0.6.0`: what tests and benchmarks print."""
+        return f"{self.kind} {self.version}"
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            stop, self._stop = self._stop, None
+            stop()
+
+    def __enter__(self) -> BrokerHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the usual bind-to-0 trick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """Poll until something accepts TCP connections on host:port, or the timeout passes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def require_binary(name: str, hint: str) -> str:
+    """Path of an executable on PATH, or BrokerUnavailable naming it and how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise BrokerUnavailable(f"`{name}` not found on PATH: {hint}")
+    return path

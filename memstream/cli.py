@@ -1,0 +1,219 @@
+"""`memstream ...`: the one command-line entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from memstream.broker import BrokerUnavailable, start_broker
+from memstream.logging import configure_logging
+from memstream.settings import Settings
+
+app = typer.Typer(
+    help="memstream: an event-driven memory bus for AI agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+schemas_app = typer.Typer(help="Event JSON Schemas.", no_args_is_help=True)
+topics_app = typer.Typer(help="The topic catalogue.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; results go to benchmarks/results/.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+app.add_typer(bench_app, name="bench")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM; install it before starting anything."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command()
+def broker(
+    kind: Annotated[
+        str, typer.Option(help="kafka (Apache Kafka, KRaft) or tansu (embedded)")
+    ] = "tansu",
+    nodes: Annotated[int, typer.Option(help="brokers in the cluster: 1 or 3 (kafka only)")] = 1,
+    port: Annotated[int | None, typer.Option(help="listener port of the first node")] = None,
+) -> None:
+    """Start a broker and keep it running until Ctrl-C; prints `ready <bootstrap>`."""
+    _settings()
+    stop = _stop_on_signal()
+    if nodes not in (1, 3):
+        raise _fail("--nodes must be 1 or 3")
+    try:
+        handle = start_broker(kind, nodes=nodes, port=port)
+    except (BrokerUnavailable, ValueError) as err:
+        raise _fail(str(err)) from err
+    with handle:
+        typer.echo(f"{handle.label} nodes={handle.nodes}")
+        typer.echo(f"ready {handle.bootstrap}", color=False)
+        sys.stdout.flush()
+        stop.wait()
+
+
+@app.command()
+def worker(
+    bootstrap: Annotated[
+        str | None, typer.Option(help="host:port[,...]; default MEMSTREAM_KAFKA_BOOTSTRAP")
+    ] = None,
+) -> None:
+    """Run the stream processors (validate -> indexed / dead-letter) until SIGINT/SIGTERM."""
+    from memstream.streams.worker import run_worker
+
+    settings = _settings()
+    bootstrap = bootstrap or settings.kafka_bootstrap
+    if not bootstrap:
+        raise _fail(
+            "no broker: pass --bootstrap or set MEMSTREAM_KAFKA_BOOTSTRAP (or run `memstream up`)"
+        )
+    run_worker(settings, bootstrap)
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="publish a few demo memories once ready")] = False,
+    broker_kind: Annotated[str | None, typer.Option("--broker", help="tansu or kafka")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the pipeline")] = 120,
+) -> None:
+    """Start the embedded stack (broker, topics, worker); prints `ready <url>`; Ctrl-C stops it."""
+    from memstream.stack import Stack
+    from memstream.streams.probe import wait_until_ready
+
+    settings = _settings()
+    stop = _stop_on_signal()
+    if broker_kind:
+        settings = settings.model_copy(update={"broker_kind": broker_kind})
+    try:
+        stack = Stack(settings).start()
+    except (BrokerUnavailable, ValueError) as err:
+        raise _fail(str(err)) from err
+    try:
+        typer.echo(f"broker {stack.broker.label if stack.broker else '?'} at {stack.bootstrap}")
+        try:
+            seconds = wait_until_ready(stack.bootstrap, timeout)
+        except TimeoutError as err:
+            raise _fail(f"{err}; see {settings.data_dir / 'worker.log'}") from err
+        typer.echo(f"pipeline answered in {seconds:.1f}s")
+        if demo:
+            from memstream.demo import run_demo
+
+            asyncio.run(run_demo(stack.bootstrap))
+        typer.echo(f"ready kafka://{stack.bootstrap}")
+        sys.stdout.flush()
+        stop.wait()
+        typer.echo("stopping")
+    finally:
+        stack.stop()
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Option("--dir", help="where to write")] = Path("schemas"),
+) -> None:
+    """Write one JSON Schema file per event kind."""
+    from memstream.schemas.export import export_schemas
+
+    for path in export_schemas(directory):
+        typer.echo(str(path))
+
+
+@schemas_app.command("check")
+def schemas_check(
+    directory: Annotated[Path, typer.Option("--dir")] = Path("schemas"),
+) -> None:
+    """Exit 1 when the files in --dir differ from the models."""
+    from memstream.schemas.export import stale_schemas
+
+    stale = stale_schemas(directory)
+    if stale:
+        typer.echo(f"stale: {', '.join(stale)}; run `memstream schemas export`", err=True)
+        raise typer.Exit(1)
+    typer.echo("schemas up to date")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the catalogue: name, key, partitions, cleanup policy."""
+    from memstream.schemas.topics import CATALOGUE
+
+    for spec in CATALOGUE:
+        typer.echo(
+            f"{spec.name:28} key={spec.key:16} cleanup={spec.cleanup_policy:8} {spec.description}"
+        )
+
+
+@topics_app.command("create")
+def topics_create(
+    bootstrap: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create the catalogue's missing topics (idempotent)."""
+    from memstream.streams.admin import ensure_topics
+
+    settings = _settings()
+    bootstrap = bootstrap or settings.kafka_bootstrap
+    if not bootstrap:
+        raise _fail("no broker: pass --bootstrap or set MEMSTREAM_KAFKA_BOOTSTRAP")
+    created = asyncio.run(
+        ensure_topics(
+            bootstrap,
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+        )
+    )
+    typer.echo(json.dumps({"created": created}))
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    events: Annotated[int, typer.Option(help="events to publish per broker")] = 20_000,
+    brokers: Annotated[str, typer.Option(help="comma-separated: tansu,kafka")] = "tansu,kafka",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Publish rate and validate-stage rate (Faust, and plain aiokafka for scale) per broker."""
+    from memstream.bench.pipeline import run_pipeline_bench
+
+    _settings()
+    result = run_pipeline_bench(
+        events, [b.strip() for b in brokers.split(",") if b.strip()], progress=not as_json
+    )
+    if save:
+        result["saved_to"] = str(_save_result("pipeline", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+def _save_result(name: str, result: dict[str, object]) -> Path:
+    from datetime import UTC, datetime
+
+    directory = Path("benchmarks/results")
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"{name}-{stamp}.json"
+    record = {"command": "memstream " + " ".join(sys.argv[1:]), "result": result}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,145 @@
+"""The Python SDK: publish memories, observations and feedback to the bus.
+
+    async with memstream.Client("127.0.0.1:9092", tenant="acme", agent_id="planner") as client:
+        event_id = await client.publish_memory("the staging DB moved to eu-west-2", tags=["infra"])
+
+Events are validated here, before they leave the process, so a caller learns about a bad
+field from a `ValidationError` instead of a dead letter. Produces use `acks=all`.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+from aiokafka import AIOKafkaProducer
+
+from memstream.schemas.events import (
+    Event,
+    Feedback,
+    FeedbackPayload,
+    Memory,
+    MemoryPayload,
+    Observation,
+    ObservationPayload,
+)
+from memstream.schemas.topics import FEEDBACK, MAX_EVENT_BYTES, MEMORIES, OBSERVATIONS
+
+
+class EventTooLarge(ValueError):
+    """The encoded event is over the pipeline's size limit; it would only be dead-lettered."""
+
+
+class Client:
+    """An agent's connection to memstream. Use as `async with Client(...) as client:`."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        tenant: str,
+        agent_id: str,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        **producer_options: Any,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.tenant = tenant
+        self.agent_id = agent_id
+        self.max_event_bytes = max_event_bytes
+        self._producer_options = {"acks": "all", "linger_ms": 5, **producer_options}
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            max_request_size=max(self.max_event_bytes * 2, 1_048_576),
+            **self._producer_options,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def publish(self, topic: str, event: Event, key: str) -> UUID:
+        """Send one already-built event and wait for the broker's acknowledgement."""
+        value = event.to_json()
+        if len(value) > self.max_event_bytes:
+            raise EventTooLarge(f"event is {len(value)} bytes; the limit is {self.max_event_bytes}")
+        if self._producer is None:
+            raise RuntimeError("Client is not started: use `async with Client(...)`")
+        await self._producer.send_and_wait(topic, value, key=key.encode())
+        return event.event_id
+
+    async def publish_memory(
+        self,
+        text: str,
+        *,
+        scope: str = "tenant",
+        tags: list[str] | None = None,
+        topic: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+        parent_ids: list[UUID] | None = None,
+    ) -> UUID:
+        """Share a memory; returns its event id (which is also its memory id)."""
+        payload = MemoryPayload(text=text, tags=tags or [], topic=topic, metadata=metadata or {})
+        event = Memory(**self._envelope(scope, trace_id, parent_ids), payload=payload)
+        return await self.publish(MEMORIES.name, event, key=self.agent_id)
+
+    async def publish_observation(
+        self,
+        text: str,
+        *,
+        scope: str = "private",
+        tags: list[str] | None = None,
+        topic: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+    ) -> UUID:
+        """Record something the agent saw or did."""
+        payload = ObservationPayload(
+            text=text, tags=tags or [], topic=topic, metadata=metadata or {}
+        )
+        event = Observation(**self._envelope(scope, trace_id, None), payload=payload)
+        return await self.publish(OBSERVATIONS.name, event, key=self.agent_id)
+
+    async def publish_feedback(
+        self,
+        memory_id: UUID | str,
+        outcome: str,
+        *,
+        score: float | None = None,
+        note: str | None = None,
+    ) -> UUID:
+        """Tell the pool how useful a memory was (`used`, `helped`, `wrong`, `ignored`)."""
+        payload = FeedbackPayload(
+            memory_id=UUID(str(memory_id)), outcome=outcome, score=score, note=note
+        )  # type: ignore[arg-type]
+        event = Feedback(**self._envelope("tenant", None, None), payload=payload)
+        return await self.publish(FEEDBACK.name, event, key=str(payload.memory_id))
+
+    def _envelope(
+        self, scope: str, trace_id: str | None, parent_ids: list[UUID] | None
+    ) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "agent_id": self.agent_id,
+            "scope": scope,
+            "trace_id": trace_id,
+            "parent_ids": parent_ids or [],
+        }

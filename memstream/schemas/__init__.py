@@ -1,0 +1,53 @@
+"""Event models and the topic catalogue."""
+
+from memstream.schemas.events import EVENT_MODELS as EVENT_MODELS_ALL
+from memstream.schemas.events import (
+    SCHEMA_VERSION,
+    AnyEvent,
+    DeadLetter,
+    DeadLetterPayload,
+    Delivery,
+    DeliveryPayload,
+    Erasure,
+    ErasurePayload,
+    Event,
+    Feedback,
+    FeedbackPayload,
+    Memory,
+    MemoryPayload,
+    Observation,
+    ObservationPayload,
+    Subscription,
+    SubscriptionFilters,
+    SubscriptionPayload,
+    any_event_adapter,
+    new_event_id,
+)
+from memstream.schemas.topics import CATALOGUE, TOPICS, TopicSpec
+
+__all__ = [
+    "CATALOGUE",
+    "EVENT_MODELS_ALL",
+    "SCHEMA_VERSION",
+    "TOPICS",
+    "AnyEvent",
+    "DeadLetter",
+    "DeadLetterPayload",
+    "Delivery",
+    "DeliveryPayload",
+    "Erasure",
+    "ErasurePayload",
+    "Event",
+    "Feedback",
+    "FeedbackPayload",
+    "Memory",
+    "MemoryPayload",
+    "Observation",
+    "ObservationPayload",
+    "Subscription",
+    "SubscriptionFilters",
+    "SubscriptionPayload",
+    "TopicSpec",
+    "any_event_adapter",
+    "new_event_id",
+]

@@ -1,0 +1,240 @@
+"""The event envelope and one model per event kind (pydantic v2).
+
+Every message on a memstream topic is one of these, as UTF-8 JSON. The envelope is the
+same for all kinds; `kind` picks the payload model. `schema_version` is `MAJOR.MINOR`:
+a worker accepts its own major version and sends any other to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import uuid_utils
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_MAJOR = 1
+
+MAX_TEXT_CHARS = 262_144
+"""Longest text in one event; the byte limit of the topic (1 MiB by default) also applies."""
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")]
+"""Tenant, agent, team and subject ids: printable, no spaces, at most 128 characters."""
+
+Scope = Annotated[
+    str, StringConstraints(pattern=r"^(private|tenant|public|team:[A-Za-z0-9_.-]{1,64})$")
+]
+"""Who may see a memory: `private` (its agent), `team:<name>`, `tenant` or `public`."""
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+def new_event_id() -> UUID:
+    """A fresh UUIDv7: time-ordered, so ids sort by creation time."""
+    return UUID(str(uuid_utils.uuid7()))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _require_uuid7(value: UUID) -> UUID:
+    if value.version != 7:
+        raise PydanticCustomError(
+            "uuid_version", "event_id must be a UUIDv7, got version {v}", {"v": value.version}
+        )
+    return value
+
+
+def _require_aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError("timezone_required", "ts must carry a timezone (UTC preferred)")
+    return value.astimezone(UTC)
+
+
+EventId = Annotated[UUID, AfterValidator(_require_uuid7)]
+Timestamp = Annotated[datetime, AfterValidator(_require_aware)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- payloads ----------------------------------------------------------------------------------
+
+
+class ObservationPayload(_Model):
+    """Something an agent saw or did; raw material that may become memories."""
+
+    text: Text
+    topic: str | None = Field(default=None, max_length=128)
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemoryPayload(_Model):
+    """A memory an agent wants to share with the agents allowed to see it."""
+
+    text: Text
+    topic: str | None = Field(default=None, max_length=128)
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    valid_from: Timestamp | None = None
+    valid_to: Timestamp | None = None
+
+
+class FeedbackPayload(_Model):
+    """How useful a memory turned out to be for the agent that used it."""
+
+    memory_id: UUID
+    outcome: Literal["used", "helped", "wrong", "ignored"]
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    note: str | None = Field(default=None, max_length=2048)
+
+
+class SubscriptionFilters(_Model):
+    topics: list[str] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list)
+    source_agents: list[Slug] = Field(default_factory=list)
+    scopes: list[Scope] = Field(default_factory=list)
+
+
+class SubscriptionPayload(_Model):
+    """A standing query: deliver new memories like this one to me. `active=False` cancels it."""
+
+    subscription_id: Slug
+    query: Text | list[float]
+    filters: SubscriptionFilters = Field(default_factory=SubscriptionFilters)
+    min_score: float = Field(default=0.5, ge=-1.0, le=1.0)
+    max_per_minute: int = Field(default=60, ge=1, le=100_000)
+    expires_at: Timestamp | None = None
+    include_own: bool = False
+    active: bool = True
+
+
+class DeliveryPayload(_Model):
+    """A memory pushed to one subscriber, already filtered for what it may see."""
+
+    subscription_id: Slug
+    recipient: Slug
+    memory_id: UUID
+    text: str
+    score: float
+    source_agent: Slug
+    memory_scope: Scope
+    tags: list[Tag] = Field(default_factory=list)
+
+
+class ErasurePayload(_Model):
+    """Right to be forgotten: remove everything about `subject_id`."""
+
+    subject_id: Slug
+    reason: str | None = Field(default=None, max_length=1024)
+
+
+class DeadLetterPayload(_Model):
+    """An event the pipeline rejected, with why and where it came from; nothing is dropped."""
+
+    reason: str = Field(description="machine-readable code, e.g. not_json, invalid_fields")
+    detail: str = Field(description="human-readable explanation naming the offending field")
+    stage: str = Field(description="the processor that rejected it")
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    original_key_b64: str | None = None
+    original_value_b64: str | None = None
+    original_size: int
+    original_sha256: str
+    truncated: bool = False
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+class Event(_Model):
+    """The envelope common to every kind."""
+
+    schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^\d+\.\d+$")
+    event_id: EventId = Field(default_factory=new_event_id)
+    tenant: Slug
+    agent_id: Slug
+    ts: Timestamp = Field(default_factory=utc_now)
+    scope: Scope = "tenant"
+    kind: str
+    payload: Any
+    trace_id: str | None = Field(default=None, max_length=128)
+    parent_ids: list[UUID] = Field(default_factory=list, max_length=64)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_major(cls, value: str) -> str:
+        major = int(value.split(".", 1)[0])
+        if major != SCHEMA_MAJOR:
+            raise PydanticCustomError(
+                "schema_version_unsupported",
+                "schema_version {got} has major {major}; this worker reads major {ours}",
+                {"got": value, "major": major, "ours": SCHEMA_MAJOR},
+            )
+        return value
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Observation(Event):
+    kind: Literal["observation"] = "observation"
+    payload: ObservationPayload
+
+
+class Memory(Event):
+    kind: Literal["memory"] = "memory"
+    payload: MemoryPayload
+
+
+class Feedback(Event):
+    kind: Literal["feedback"] = "feedback"
+    payload: FeedbackPayload
+
+
+class Subscription(Event):
+    kind: Literal["subscription"] = "subscription"
+    payload: SubscriptionPayload
+
+
+class Delivery(Event):
+    kind: Literal["delivery"] = "delivery"
+    payload: DeliveryPayload
+
+
+class Erasure(Event):
+    kind: Literal["erasure"] = "erasure"
+    payload: ErasurePayload
+
+
+class DeadLetter(Event):
+    kind: Literal["dead_letter"] = "dead_letter"
+    payload: DeadLetterPayload
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    model.model_fields["kind"].default: model
+    for model in (Observation, Memory, Feedback, Subscription, Delivery, Erasure, DeadLetter)
+}
+
+AnyEvent = Annotated[
+    Observation | Memory | Feedback | Subscription | Delivery | Erasure | DeadLetter,
+    Field(discriminator="kind"),
+]
+any_event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

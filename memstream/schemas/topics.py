@@ -1,0 +1,64 @@
+"""The topic catalogue: every topic memstream reads or writes, in one place.
+
+`ensure_topics` creates them idempotently at start-up. Compaction is asked for only where
+the broker supports it (Tansu 0.6 does not), so the same code runs on every broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+MAX_EVENT_BYTES = 1_048_576
+"""Default largest event the pipeline accepts (1 MiB); larger ones are dead-lettered."""
+
+BROKER_MESSAGE_BYTES = 8 * 1_048_576
+"""What the broker itself accepts on memstream topics, so an oversize event reaches the
+worker (and the dead-letter topic, with its bytes) instead of vanishing in a produce error."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its name, what its key holds, its partition count and its cleanup policy."""
+
+    name: str
+    key: str
+    description: str
+    partitions: int = 3
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    config: dict[str, str] = field(default_factory=dict)
+
+    def broker_config(self, supports_compaction: bool) -> dict[str, str]:
+        config = {"max.message.bytes": str(BROKER_MESSAGE_BYTES), **self.config}
+        if self.cleanup_policy == "compact" and supports_compaction:
+            config["cleanup.policy"] = "compact"
+        return config
+
+
+OBSERVATIONS = TopicSpec("memstream.observations", "agent id", "raw observations")
+MEMORIES = TopicSpec("memstream.memories", "agent id", "memories agents want to share")
+FEEDBACK = TopicSpec("memstream.feedback", "memory id", "usefulness outcomes")
+SUBSCRIPTIONS = TopicSpec(
+    "memstream.subscriptions", "subscription id", "standing queries", cleanup_policy="compact"
+)
+INDEXED = TopicSpec("memstream.indexed", "memory id", "what the pipeline stored")
+DELIVERIES = TopicSpec("memstream.deliveries", "agent id", "memories pushed to subscribers")
+ERASURES = TopicSpec("memstream.erasures", "subject id", "right-to-be-forgotten requests")
+DEAD_LETTER = TopicSpec(
+    "memstream.dead-letter", "original key", "rejected events with reason and origin offset"
+)
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    OBSERVATIONS,
+    MEMORIES,
+    FEEDBACK,
+    SUBSCRIPTIONS,
+    INDEXED,
+    DELIVERIES,
+    ERASURES,
+    DEAD_LETTER,
+)
+TOPICS: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOGUE}
+
+INPUT_KINDS: dict[str, str] = {OBSERVATIONS.name: "observation", MEMORIES.name: "memory"}
+"""Which event kind each pipeline input topic carries."""

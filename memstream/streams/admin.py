@@ -1,0 +1,81 @@
+"""Create the catalogue's topics, idempotently, on any Kafka-compatible broker."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from memstream.logging import get_logger
+from memstream.schemas.topics import CATALOGUE, TopicSpec
+
+log = get_logger("memstream.admin")
+
+
+async def ensure_topics(
+    bootstrap: str,
+    *,
+    partitions: int | None = None,
+    replication_factor: int = 1,
+    supports_compaction: bool | None = None,
+    specs: tuple[TopicSpec, ...] = CATALOGUE,
+) -> list[str]:
+    """Create every missing topic of `specs`; returns the names it created.
+
+    `supports_compaction=None` asks the broker: Tansu (which accepts `cleanup.policy=compact`
+    and then never compacts) gets plain topics, any other broker compacted ones.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        if supports_compaction is None:
+            supports_compaction = not await is_tansu(admin)
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=spec.name,
+                num_partitions=partitions or spec.partitions,
+                replication_factor=replication_factor,
+                topic_configs=spec.broker_config(supports_compaction),
+            )
+            for spec in specs
+            if spec.name not in existing
+        ]
+        if not missing:
+            return []
+        response = await admin.create_topics(missing)
+        created = []
+        for name, code, message in _topic_errors(response):
+            if code == 0:
+                created.append(name)
+            elif code != TopicAlreadyExistsError.errno:  # another process won the race
+                raise RuntimeError(f"could not create topic {name}: error {code} {message}")
+        log.info("topics created", topics=created)
+        return created
+    finally:
+        await admin.close()
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    """(name, error code, message) per topic, for every CreateTopics response version."""
+    rows = []
+    for entry in response.topic_errors:  # type: ignore[attr-defined]
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        rows.append((name, code, message))
+    return rows
+
+
+async def is_tansu(admin: AIOKafkaAdminClient) -> bool:
+    """Tansu answers DescribeCluster with its default cluster id `tansu_cluster`."""
+    cluster = await admin.describe_cluster()
+    return str(cluster.get("cluster_id", "")).startswith("tansu")
+
+
+async def broker_is_tansu(bootstrap: str) -> bool:
+    """Whether `bootstrap` is a Tansu broker (which needs shorter group timeouts)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        return await is_tansu(admin)
+    finally:
+        await admin.close()

@@ -1,0 +1,136 @@
+"""The validate stage: raw Kafka bytes in, a typed event or a reasoned rejection out.
+
+Pure functions with no broker, so every rejection path is unit-tested; the Faust agent in
+`memstream.streams.app` only moves bytes between topics around them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+from pydantic import TypeAdapter, ValidationError
+
+from memstream.schemas.events import (
+    EVENT_MODELS,
+    DeadLetter,
+    DeadLetterPayload,
+    Event,
+    Slug,
+)
+from memstream.schemas.topics import INPUT_KINDS, MAX_EVENT_BYTES
+
+SYSTEM_TENANT = "memstream-system"
+"""Tenant of dead letters whose own tenant cannot be read."""
+
+DEAD_LETTER_KEEP_BYTES = 4 * 1_048_576
+"""Original bytes kept in a dead letter; longer values are cut and marked `truncated`."""
+
+REASONS = (
+    "empty",
+    "oversize",
+    "invalid_utf8",
+    "not_json",
+    "not_object",
+    "unsupported_schema_version",
+    "wrong_kind",
+    "invalid_fields",
+    "processor_error",
+)
+"""Every `reason` code a dead letter can carry."""
+
+
+class InvalidEvent(ValueError):
+    """Why an event was rejected: a code from REASONS and a message naming the field."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _describe(err: ValidationError, limit: int = 5) -> str:
+    parts = []
+    for item in err.errors(include_url=False)[:limit]:
+        loc = ".".join(str(p) for p in item["loc"]) or "<root>"
+        parts.append(f"{loc}: {item['msg']}")
+    more = err.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def validate_event(value: bytes | None, topic: str, max_bytes: int = MAX_EVENT_BYTES) -> Event:
+    """Parse and check one raw value from `topic`; raise InvalidEvent with the reason."""
+    if not value:
+        raise InvalidEvent("empty", "the message has no value")
+    if len(value) > max_bytes:
+        raise InvalidEvent("oversize", f"{len(value)} bytes is over the limit of {max_bytes}")
+    kind = INPUT_KINDS.get(topic)
+    if kind is None:
+        raise InvalidEvent("wrong_kind", f"topic {topic} is not a pipeline input")
+    try:
+        return EVENT_MODELS[kind].model_validate_json(value)
+    except ValidationError as err:
+        raise _classify(err, value, kind) from None
+
+
+def _classify(err: ValidationError, value: bytes, kind: str) -> InvalidEvent:
+    types = {item["type"] for item in err.errors(include_url=False)}
+    if "json_invalid" in types:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return InvalidEvent("invalid_utf8", f"not UTF-8: {exc.reason} at byte {exc.start}")
+        return InvalidEvent("not_json", _describe(err))
+    if "model_type" in types and any(not item["loc"] for item in err.errors()):
+        return InvalidEvent("not_object", "the value is JSON but not an object")
+    if "schema_version_unsupported" in types:
+        return InvalidEvent("unsupported_schema_version", _describe(err))
+    if any(item["loc"] == ("kind",) for item in err.errors()):
+        return InvalidEvent("wrong_kind", f"this topic carries kind {kind!r}; {_describe(err)}")
+    return InvalidEvent("invalid_fields", _describe(err))
+
+
+_slug = TypeAdapter(Slug)
+
+
+def _tenant_hint(value: bytes | None) -> str:
+    """The tenant named in a rejected value, when it is readable and well formed."""
+    try:
+        return _slug.validate_python(json.loads(value or b"")["tenant"])
+    except Exception:
+        return SYSTEM_TENANT
+
+
+def dead_letter(
+    *,
+    reason: str,
+    detail: str,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+) -> DeadLetter:
+    """The dead-letter event for a rejected message, carrying its bytes (base64) and origin."""
+    raw = value or b""
+    kept = raw[:DEAD_LETTER_KEEP_BYTES]
+    return DeadLetter(
+        tenant=_tenant_hint(value) if len(raw) <= DEAD_LETTER_KEEP_BYTES else SYSTEM_TENANT,
+        agent_id=stage,
+        scope="tenant",
+        payload=DeadLetterPayload(
+            reason=reason,
+            detail=detail,
+            stage=stage,
+            origin_topic=topic,
+            origin_partition=partition,
+            origin_offset=offset,
+            original_key_b64=base64.b64encode(key).decode() if key is not None else None,
+            original_value_b64=base64.b64encode(kept).decode() if value is not None else None,
+            original_size=len(raw),
+            original_sha256=hashlib.sha256(raw).hexdigest(),
+            truncated=len(kept) < len(raw),
+        ),
+    )

@@ -1,0 +1,32 @@
+"""Run the Faust worker in this process: topics first, then the agents until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from memstream.settings import Settings
+from memstream.streams.admin import broker_is_tansu, ensure_topics
+from memstream.streams.app import create_app
+
+
+def run_worker(settings: Settings, bootstrap: str) -> None:
+    """Block running the pipeline against `bootstrap`; SIGINT/SIGTERM stop it cleanly."""
+    asyncio.run(
+        ensure_topics(
+            bootstrap,
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+        )
+    )
+    app = create_app(settings, bootstrap, tansu=asyncio.run(broker_is_tansu(bootstrap)))
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        override_logging=False,
+        # a fresh event loop: asyncio.run above closed its own
+        loop=asyncio.new_event_loop(),
+    )
+    worker.execute_from_commandline()

@@ -1,0 +1,68 @@
+"""Session fixtures: one real broker for the integration tests, named in the pytest header.
+
+`MEMSTREAM_TEST_BROKER` picks it: `auto` (default: Apache Kafka where Java 17 and Maven
+exist, else Tansu), `kafka`, `tansu`, or `external` (uses `MEMSTREAM_KAFKA_BOOTSTRAP`).
+Testcontainers needs a Docker engine; none runs on these machines, so the local launchers
+are used (see docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from memstream.broker import BrokerHandle, BrokerUnavailable, external_broker, start_broker
+
+_broker: BrokerHandle | None = None
+_broker_note = ""
+
+
+def _wanted_kind() -> str:
+    choice = os.environ.get("MEMSTREAM_TEST_BROKER", "auto")
+    if choice != "auto":
+        return choice
+    return "kafka" if shutil.which("java") and shutil.which("mvn") else "tansu"
+
+
+def _needs_broker(config: pytest.Config) -> bool:
+    if "not integration" in (config.getoption("markexpr") or ""):
+        return False
+    args = [str(a) for a in config.args] or ["tests"]
+    return any("unit" not in arg for arg in args)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the broker before the header is printed, so the header can name it."""
+    global _broker, _broker_note
+    if not _needs_broker(session.config) or hasattr(session.config, "workerinput"):
+        _broker_note = "none (unit tests only)"
+        return
+    kind = _wanted_kind()
+    if kind == "external":
+        _broker = external_broker(os.environ["MEMSTREAM_KAFKA_BOOTSTRAP"])
+    else:
+        try:
+            _broker = start_broker(kind, fast_start=True)
+        except BrokerUnavailable as err:
+            raise pytest.UsageError(f"cannot start the {kind} test broker: {err}") from err
+    _broker_note = f"{_broker.label} at {_broker.bootstrap}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"memstream broker: {_broker_note}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _broker is not None:
+        _broker.stop()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[BrokerHandle]:
+    if _broker is None:
+        pytest.skip("no test broker in this session (unit tests only)")
+    yield _broker

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from memstream.broker import BrokerUnavailable, start_broker, start_tansu
+from memstream.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["broker"], ["worker"], ["up"], ["bench", "pipeline"], ["schemas", "export"]]
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_schemas_check_passes_on_the_committed_files() -> None:
+    root = Path(__file__).resolve().parents[2]
+    result = runner.invoke(app, ["schemas", "check", "--dir", str(root / "schemas")])
+    assert result.exit_code == 0, result.output
+
+
+def test_schemas_export_then_check(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["schemas", "export", "--dir", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(app, ["schemas", "check", "--dir", str(tmp_path)]).exit_code == 0
+    (tmp_path / "memory.schema.json").write_text("{}")
+    result = runner.invoke(app, ["schemas", "check", "--dir", str(tmp_path)])
+    assert result.exit_code == 1
+
+
+def test_broker_rejects_two_nodes() -> None:
+    result = runner.invoke(app, ["broker", "--nodes", "2"])
+    assert result.exit_code == 2
+    assert "--nodes must be 1 or 3" in result.output
+
+
+def test_worker_without_a_broker_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMSTREAM_KAFKA_BOOTSTRAP", raising=False)
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "MEMSTREAM_KAFKA_BOOTSTRAP" in result.output
+
+
+def test_tansu_starts_answers_and_stops() -> None:
+    """The embedded broker is a real process; a metadata request proves it speaks Kafka."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def brokers(bootstrap: str) -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            return len((await admin.describe_cluster())["brokers"])
+        finally:
+            await admin.close()
+
+    with start_tansu() as handle:
+        assert handle.kind == "tansu" and handle.version.startswith("0.")
+        assert asyncio.run(brokers(handle.bootstrap)) == 1
+    assert handle._stop is None
+
+
+def test_tansu_has_one_node_only() -> None:
+    with pytest.raises(ValueError, match="single"):
+        start_broker("tansu", nodes=3)
+
+
+def test_external_needs_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMSTREAM_KAFKA_BOOTSTRAP", raising=False)
+    with pytest.raises(BrokerUnavailable, match="MEMSTREAM_KAFKA_BOOTSTRAP"):
+        start_broker("external")
+    monkeypatch.setenv("MEMSTREAM_KAFKA_BOOTSTRAP", "k1:9092,k2:9092")
+    assert start_broker("external").bootstrap == "k1:9092,k2:9092"
