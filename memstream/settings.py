@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     consumer_group: str = Field(default="memstream-worker")
     batch_size: int = Field(default=500, ge=1, description="events per validate batch")
     batch_window_ms: int = Field(default=50, ge=1, description="longest wait to fill a batch")
+    producer_linger_ms: int = Field(
+        default=5, ge=0, description="how long a worker's producer waits to fill a batch"
+    )
     session_timeout_s: float = Field(
         default=10.0, ge=1, description="consumer group session timeout (Tansu always gets 4 s)"
     )

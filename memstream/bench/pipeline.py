@@ -168,6 +168,11 @@ def bench_broker(kind: str, values: list[bytes], progress: bool) -> dict[str, An
             console.print(f"  faust stage {faust_rate:,.0f}/s")
         return {
             "broker": handle.label,
+            "us_per_event": {
+                "validate_only": None,  # filled in by run_pipeline_bench
+                "aiokafka_stage": round(1e6 / aiokafka_rate, 1),
+                "faust_stage": round(1e6 / faust_rate, 1) if faust_rate else None,
+            },
             "events": n,
             "publish_events_per_s": round(publish_rate),
             "aiokafka_stage_events_per_s": round(aiokafka_rate),
@@ -187,7 +192,11 @@ def run_pipeline_bench(events: int, brokers: list[str], progress: bool = True) -
     }
     for kind in brokers:
         try:
-            result["brokers"][kind] = bench_broker(kind, values, progress)
+            row = bench_broker(kind, values, progress)
+            row["us_per_event"]["validate_only"] = round(
+                1e6 / result["validate_only_events_per_s"], 1
+            )
+            result["brokers"][kind] = row
         except BrokerUnavailable as err:
             result["skipped"][kind] = str(err)
     return result

@@ -45,18 +45,22 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         producer_acks=-1,
+        # Faust's default linger of 0 sends one produce request per event: the stage then
+        # waits on the network per event (measured: 17.7k requests for 20k events).
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=256 * 1024,
         producer_max_request_size=16 * 1_048_576,
         consumer_max_fetch_size=16 * 1_048_576,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
     )
     sources = app.topic(*INPUT_KINDS, key_serializer="raw", value_serializer="raw")
-    indexed = app.topic(INDEXED.name, key_serializer="raw", value_serializer="raw")
     dead = app.topic(DEAD_LETTER.name, key_serializer="raw", value_serializer="raw")
     window = settings.batch_window_ms / 1000
 
     @app.agent(sources, name="memstream.validate")
     async def validate(stream: faust.StreamT) -> None:
+        producer = app.producer
         async for events in stream.take_events(settings.batch_size, within=window):
             for event in events:
                 msg = event.message
@@ -83,8 +87,15 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                         partition=msg.partition,
                         offset=msg.offset,
                         dead_letter_id=str(letter.event_id),
+                        event_id=str(letter.parent_ids[0]) if letter.parent_ids else None,
+                        tenant=letter.tenant,
                     )
                     continue
-                await indexed.send(key=str(parsed.event_id).encode(), value=value)
+                # The producer directly, not Topic.send: Faust's per-message bookkeeping
+                # (FutureMessage, attachments, sensors) cost more than validating. Faust
+                # still flushes this producer before every offset commit.
+                await producer.send(
+                    INDEXED.name, str(parsed.event_id).encode(), value, None, None, None
+                )
 
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -92,14 +93,26 @@ def _classify(err: ValidationError, value: bytes, kind: str) -> InvalidEvent:
 
 
 _slug = TypeAdapter(Slug)
+_uuid = TypeAdapter(UUID)
 
 
-def _tenant_hint(value: bytes | None) -> str:
-    """The tenant named in a rejected value, when it is readable and well formed."""
+def _readable_fields(value: bytes | None) -> tuple[str, list[UUID]]:
+    """(tenant, [event id]) of a rejected value, where it is readable and well formed."""
+    tenant, parents = SYSTEM_TENANT, []
     try:
-        return _slug.validate_python(json.loads(value or b"")["tenant"])
-    except Exception:
-        return SYSTEM_TENANT
+        data = json.loads(value or b"")
+    except (ValueError, TypeError):
+        return tenant, parents
+    if isinstance(data, dict):
+        try:
+            tenant = _slug.validate_python(data.get("tenant"))
+        except ValidationError:
+            pass
+        try:
+            parents = [_uuid.validate_python(data.get("event_id"))]
+        except ValidationError:
+            pass
+    return tenant, parents
 
 
 def dead_letter(
@@ -113,13 +126,20 @@ def dead_letter(
     key: bytes | None,
     value: bytes | None,
 ) -> DeadLetter:
-    """The dead-letter event for a rejected message, carrying its bytes (base64) and origin."""
+    """The dead-letter event for a rejected message, carrying its bytes (base64) and origin.
+
+    Its `tenant` and `parent_ids` are the original's where they can be read, so a tenant
+    can find its own rejects and trace them to the event id it published.
+    """
     raw = value or b""
     kept = raw[:DEAD_LETTER_KEEP_BYTES]
+    readable = len(raw) <= DEAD_LETTER_KEEP_BYTES
+    tenant, parents = _readable_fields(value) if readable else (SYSTEM_TENANT, [])
     return DeadLetter(
-        tenant=_tenant_hint(value) if len(raw) <= DEAD_LETTER_KEEP_BYTES else SYSTEM_TENANT,
+        tenant=tenant,
         agent_id=stage,
         scope="tenant",
+        parent_ids=parents,
         payload=DeadLetterPayload(
             reason=reason,
             detail=detail,

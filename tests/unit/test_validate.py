@@ -88,6 +88,7 @@ def test_dead_letter_keeps_bytes_origin_and_tenant() -> None:
     )
     p = letter.payload
     assert letter.tenant == "acme"
+    assert [str(i) for i in letter.parent_ids] == [json.loads(bad)["event_id"]]
     assert base64.b64decode(p.original_value_b64 or "") == bad
     assert base64.b64decode(p.original_key_b64 or "") == b"a1"
     assert (p.origin_topic, p.origin_partition, p.origin_offset) == (MEMORIES.name, 2, 41)
@@ -108,6 +109,7 @@ def test_dead_letter_of_garbage_goes_to_system_tenant_and_huge_values_are_cut() 
         value=junk,
     )
     assert letter.tenant == SYSTEM_TENANT
+    assert letter.parent_ids == []
     assert letter.payload.truncated
     assert letter.payload.original_size == len(junk)
     assert len(base64.b64decode(letter.payload.original_value_b64 or "")) == DEAD_LETTER_KEEP_BYTES
