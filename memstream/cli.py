@@ -26,7 +26,9 @@ topics_app = typer.Typer(help="The topic catalogue.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks; results go to benchmarks/results/.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+eval_app = typer.Typer(help="Quality evaluations on datasets.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(eval_app, name="eval")
 
 
 def _settings() -> Settings:
@@ -200,6 +202,102 @@ def bench_pipeline(
     )
     if save:
         result["saved_to"] = str(_save_result("pipeline", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@bench_app.command("embed")
+def bench_embed(
+    batches: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,32,128",
+    repeats: Annotated[int, typer.Option(help="passes over the sentences")] = 2,
+    dataset: Annotated[
+        Path | None, typer.Option(help="LoCoMo file: embed its turns instead")
+    ] = None,
+    reference_python: Annotated[
+        str | None, typer.Option(help="a python with sentence-transformers, for the PyTorch column")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Sentences/s of the ONNX embedder per provider and batch, next to PyTorch."""
+    from memstream.bench.embed import run_embed_bench
+
+    _settings()
+    result = run_embed_bench(
+        [int(b) for b in batches.split(",")], repeats, dataset, reference_python
+    )
+    if save:
+        result["saved_to"] = str(_save_result("embed", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@eval_app.command("valuation")
+def eval_valuation(
+    seed: Annotated[int, typer.Option()] = 0,
+    feedback: Annotated[int, typer.Option(help="simulated feedback events")] = 20_000,
+    noise: Annotated[float, typer.Option(help="share of feedback labels flipped")] = 0.2,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """AUC of the learned valuation model vs the cold-start heuristic on simulated feedback."""
+    from memstream.eval.valuation import run_valuation_eval
+
+    _settings()
+    result = run_valuation_eval(seed=seed, n_feedback=feedback, noise=noise)
+    if save:
+        result["saved_to"] = str(_save_result("eval-valuation", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@app.command()
+def doctor() -> None:
+    """What this machine offers memstream: Python, ONNX Runtime providers, models, brokers."""
+    import platform
+    import shutil
+
+    import onnxruntime as ort
+
+    from memstream.models.embedding import ModelUnavailable, OnnxEmbedder
+
+    settings = _settings()
+    report: dict[str, object] = {
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "onnxruntime_available_providers": ort.get_available_providers(),
+        "java": shutil.which("java"),
+        "mvn": shutil.which("mvn"),
+        "kafka_bootstrap": settings.kafka_bootstrap,
+    }
+    try:
+        embedder = OnnxEmbedder(prefer=settings.onnx_provider)
+        report["embedding_model"] = embedder.version
+        report["embedding_session_providers"] = embedder.providers
+    except (ModelUnavailable, RuntimeError) as err:
+        report["embedding_model"] = f"unavailable: {err}"
+    try:
+        from memstream.broker.tansu import tansu_binary, tansu_version
+
+        report["tansu"] = tansu_version(tansu_binary())
+    except Exception as err:
+        report["tansu"] = f"unavailable: {err}"
+    typer.echo(json.dumps(report, indent=2))
+
+
+@eval_app.command("compression")
+def eval_compression(
+    dataset: Annotated[
+        Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
+    ],
+    k: Annotated[int, typer.Option(help="recall@k")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Bytes per stored vector, ratio to fp32, and recall@k relative to fp32 exact search."""
+    from memstream.eval.compression import run_compression_eval
+
+    _settings()
+    result = run_compression_eval(dataset, k=k)
+    if save:
+        result["saved_to"] = str(_save_result("eval-compression", result))
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 

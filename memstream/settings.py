@@ -42,6 +42,23 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         default=10.0, ge=1, description="consumer group session timeout (Tansu always gets 4 s)"
     )
+    embedder: Literal["minilm", "static"] = Field(
+        default="minilm", description="static = distilled model for fast unit tests only"
+    )
+    onnx_provider: Literal["auto", "cuda", "cpu"] = Field(
+        default="auto", description="auto: CUDA when onnxruntime-gpu sees a GPU, else CPU"
+    )
+    duplicate_cosine: float = Field(
+        default=0.95, ge=0.5, le=1.0, description="near-duplicates at or above are merged"
+    )
+    valuation_check_s: float = Field(
+        default=5.0, ge=0, description="how often the worker looks for a new valuation model"
+    )
+    learner_enabled: bool = Field(default=True, description="run the feedback learner agent")
+    learner_min_labels: int = Field(
+        default=1000, ge=0, description="labels before the first learned model is published"
+    )
+    learner_publish_every: int = Field(default=200, ge=1, description="labels per new version")
     web_port: int = Field(default=8700, description="HTTP API port of `memstream up`")
     log_level: str = Field(default="INFO")
     log_format: Literal["json", "console"] = Field(default="json")

@@ -144,6 +144,30 @@ class ErasurePayload(_Model):
     reason: str | None = Field(default=None, max_length=1024)
 
 
+class IndexedPayload(_Model):
+    """What the pipeline stored for one memory or observation: the source, enriched.
+
+    The envelope keeps the source event's id (the memory id), tenant, agent, scope and time,
+    so a re-processed event produces the same record and the same store point."""
+
+    source_kind: Literal["memory", "observation"]
+    text: str
+    topic: str | None = None
+    tags: list[Tag] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    valid_from: Timestamp | None = None
+    valid_to: Timestamp | None = None
+    vector_codec: str = Field(description="how vector_b64 is encoded, e.g. rlm4-384-v1")
+    vector_b64: str = Field(description="the compressed embedding, base64")
+    usefulness: float = Field(ge=0.0, le=1.0, description="predicted usefulness")
+    novelty: float = Field(ge=0.0, le=1.0, description="1 - max cosine to the tenant's pool")
+    features: list[float] = Field(description="valuation features, for the feedback learner")
+    duplicate_of: UUID | None = Field(
+        default=None, description="older memory of the same tenant and scope this one repeats"
+    )
+    models: dict[str, str] = Field(description="model versions: embedding, valuation, codec")
+
+
 class DeadLetterPayload(_Model):
     """An event the pipeline rejected, with why and where it came from; nothing is dropped."""
 
@@ -223,6 +247,11 @@ class Erasure(Event):
     payload: ErasurePayload
 
 
+class Indexed(Event):
+    kind: Literal["indexed"] = "indexed"
+    payload: IndexedPayload
+
+
 class DeadLetter(Event):
     kind: Literal["dead_letter"] = "dead_letter"
     payload: DeadLetterPayload
@@ -230,11 +259,20 @@ class DeadLetter(Event):
 
 EVENT_MODELS: dict[str, type[Event]] = {
     model.model_fields["kind"].default: model
-    for model in (Observation, Memory, Feedback, Subscription, Delivery, Erasure, DeadLetter)
+    for model in (
+        Observation,
+        Memory,
+        Feedback,
+        Subscription,
+        Delivery,
+        Erasure,
+        Indexed,
+        DeadLetter,
+    )
 }
 
 AnyEvent = Annotated[
-    Observation | Memory | Feedback | Subscription | Delivery | Erasure | DeadLetter,
+    Observation | Memory | Feedback | Subscription | Delivery | Erasure | Indexed | DeadLetter,
     Field(discriminator="kind"),
 ]
 any_event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

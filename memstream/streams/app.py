@@ -1,23 +1,37 @@
-"""The Faust app: the validate agent between the input topics and `indexed` / `dead-letter`.
+"""The Faust app: validate -> model stage -> `indexed`, rejects to `dead-letter`; the learner.
 
 Topics carry raw bytes (`value_serializer="raw"`) so that undecodable input reaches our own
 `validate_event` instead of crashing Faust's codec. Events are taken in batches
-(`Stream.take_events`) and acked after their outputs are handed to the producer; Faust
-flushes the producer before it commits offsets, so delivery is at-least-once.
+(`Stream.take_events`: up to `batch_size` events or `batch_window_ms`), validated, then
+embedded, valued and compressed as one batch in a worker thread. Outputs go to the
+producer before the batch is acked, and Faust flushes the producer before it commits
+offsets, so delivery is at-least-once.
 """
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 import faust
+from pydantic import ValidationError
 
 from memstream.logging import get_logger
-from memstream.schemas.topics import DEAD_LETTER, INDEXED, INPUT_KINDS
+from memstream.models.embedding import load_embedder
+from memstream.models.feedback_learner import FeedbackLearner
+from memstream.models.registry import HotSwapScorer, ModelRegistry
+from memstream.models.reputation import ReputationBook
+from memstream.schemas.events import Feedback, Indexed, Memory, Observation
+from memstream.schemas.topics import DEAD_LETTER, FEEDBACK, INDEXED, INPUT_KINDS
 from memstream.settings import Settings
+from memstream.streams.enrich import ModelStage
 from memstream.streams.validate import InvalidEvent, dead_letter, validate_event
 
 log = get_logger("memstream.worker")
 
 VALIDATE_STAGE = "validate"
+MODEL_STAGE = "model"
+LEARNER_STAGE = "learner"
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -25,8 +39,28 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
+def enrich_or_reject(
+    stage: ModelStage, events: list[Memory | Observation]
+) -> list[Indexed | InvalidEvent]:
+    """The batch through the model stage; if it fails, event by event, so one bad event
+    becomes one rejection instead of sinking the batch."""
+    try:
+        return list(stage.process(events))
+    except Exception:
+        log.exception("model stage failed on a batch; retrying event by event", size=len(events))
+    results: list[Indexed | InvalidEvent] = []
+    for event in events:
+        try:
+            results.extend(stage.process([event]))
+        except Exception as exc:
+            results.append(
+                InvalidEvent("processor_error", f"{MODEL_STAGE}: {type(exc).__name__}: {exc}")
+            )
+    return results
+
+
 def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> faust.App:
-    """A Faust app wired to `bootstrap` with the validate agent registered.
+    """A Faust app wired to `bootstrap` with the pipeline and learner agents registered.
 
     Tansu holds JoinGroup for half the session timeout, so against it the session is 4 s
     and heartbeats 1 s (FIELD-NOTES); Apache Kafka refuses sessions under 6 s by default.
@@ -44,6 +78,8 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         broker_heartbeat_interval=min(3.0, session_timeout / 4),
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        # the model stage may hold a batch for seconds; that is not a stuck consumer
+        broker_max_poll_interval=300.0,
         producer_acks=-1,
         # Faust's default linger of 0 sends one produce request per event: the stage then
         # waits on the network per event (measured: 17.7k requests for 20k events).
@@ -54,48 +90,118 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
     )
-    sources = app.topic(*INPUT_KINDS, key_serializer="raw", value_serializer="raw")
-    dead = app.topic(DEAD_LETTER.name, key_serializer="raw", value_serializer="raw")
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    sources = app.topic(*INPUT_KINDS, **raw)
+    dead = app.topic(DEAD_LETTER.name, **raw)
     window = settings.batch_window_ms / 1000
 
-    @app.agent(sources, name="memstream.validate")
-    async def validate(stream: faust.StreamT) -> None:
+    registry = ModelRegistry(settings.data_dir / "models", "valuation")
+    reputation = ReputationBook()
+    stage = ModelStage(
+        load_embedder(settings.embedder, settings.onnx_provider),
+        HotSwapScorer(registry, check_every_s=settings.valuation_check_s),
+        reputation=reputation,
+        duplicate_cosine=settings.duplicate_cosine,
+    )
+    log.info(
+        "model stage ready",
+        embedding=stage.embedder.version,
+        providers=getattr(stage.embedder, "providers", None),
+        valuation=stage.scorer.label,
+    )
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-model")
+
+    async def reject(err: InvalidEvent, stage_name: str, msg: faust.types.Message) -> None:
+        letter = dead_letter(
+            reason=err.reason,
+            detail=err.detail,
+            stage=stage_name,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+        )
+        await dead.send(key=msg.key, value=letter.to_json())
+        log.warning(
+            "event rejected",
+            stage=stage_name,
+            reason=err.reason,
+            detail=err.detail,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            dead_letter_id=str(letter.event_id),
+            event_id=str(letter.parent_ids[0]) if letter.parent_ids else None,
+            tenant=letter.tenant,
+        )
+
+    @app.agent(sources, name="memstream.pipeline")
+    async def pipeline(stream: faust.StreamT) -> None:
         producer = app.producer
+        loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.batch_size, within=window):
+            valid = []
             for event in events:
                 msg = event.message
-                value: bytes | None = msg.value
                 try:
-                    parsed = validate_event(value, msg.topic, settings.max_event_bytes)
+                    parsed = validate_event(msg.value, msg.topic, settings.max_event_bytes)
                 except InvalidEvent as err:
-                    letter = dead_letter(
-                        reason=err.reason,
-                        detail=err.detail,
-                        stage=VALIDATE_STAGE,
-                        topic=msg.topic,
-                        partition=msg.partition,
-                        offset=msg.offset,
-                        key=msg.key,
-                        value=value,
-                    )
-                    await dead.send(key=msg.key, value=letter.to_json())
-                    log.warning(
-                        "event rejected",
-                        reason=err.reason,
-                        detail=err.detail,
-                        topic=msg.topic,
-                        partition=msg.partition,
-                        offset=msg.offset,
-                        dead_letter_id=str(letter.event_id),
-                        event_id=str(letter.parent_ids[0]) if letter.parent_ids else None,
-                        tenant=letter.tenant,
-                    )
+                    await reject(err, VALIDATE_STAGE, msg)
+                    continue
+                valid.append((msg, parsed))
+            if not valid:
+                continue
+            results = await loop.run_in_executor(
+                executor, enrich_or_reject, stage, [parsed for _, parsed in valid]
+            )
+            for (msg, parsed), result in zip(valid, results, strict=True):
+                if isinstance(result, InvalidEvent):
+                    await reject(result, MODEL_STAGE, msg)
                     continue
                 # The producer directly, not Topic.send: Faust's per-message bookkeeping
                 # (FutureMessage, attachments, sensors) cost more than validating. Faust
                 # still flushes this producer before every offset commit.
                 await producer.send(
-                    INDEXED.name, str(parsed.event_id).encode(), value, None, None, None
+                    INDEXED.name, str(parsed.event_id).encode(), result.to_json(), None, None, None
                 )
+
+    if settings.learner_enabled:
+        learner = FeedbackLearner(
+            registry,
+            publish_every=settings.learner_publish_every,
+            min_labels=settings.learner_min_labels,
+        )
+        authors: dict[str, tuple[str, str]] = {}
+
+        @app.agent(app.topic(INDEXED.name, FEEDBACK.name, **raw), name="memstream.learner")
+        async def learn(stream: faust.StreamT) -> None:
+            """Remember each indexed memory's features and author; learn from feedback."""
+            async for event in stream.events():
+                msg = event.message
+                try:
+                    if msg.topic == INDEXED.name:
+                        record = Indexed.model_validate_json(msg.value)
+                        memory_id = str(record.event_id)
+                        learner.remember(memory_id, record.payload.features)
+                        authors[memory_id] = (record.tenant, record.agent_id)
+                        if len(authors) > learner.cache_size:
+                            authors.pop(next(iter(authors)))
+                        continue
+                    feedback = Feedback.model_validate_json(msg.value or b"")
+                except (ValidationError, ValueError) as exc:
+                    await reject(
+                        InvalidEvent("invalid_fields", str(exc)[:2000]), LEARNER_STAGE, msg
+                    )
+                    continue
+                memory_id = str(feedback.payload.memory_id)
+                learner.learn(
+                    memory_id,
+                    feedback.payload.outcome,
+                    feedback.payload.score,
+                    event_id=str(feedback.event_id),
+                )
+                if memory_id in authors:
+                    reputation.record(*authors[memory_id], feedback.payload.outcome)
 
     return app

@@ -32,15 +32,25 @@ def topics(broker: BrokerHandle) -> BrokerHandle:
 
 @pytest.fixture(scope="session")
 def worker(topics: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One `memstream worker` process; yields its log path."""
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    proc = spawn_worker(topics.bootstrap, log_path=log, MEMSTREAM_LOG_LEVEL="WARNING")
+    """One `memstream worker` process; yields its data dir (its log is `worker.log` there)."""
+    data_dir = tmp_path_factory.mktemp("worker")
+    log = data_dir / "worker.log"
+    proc = spawn_worker(
+        topics.bootstrap,
+        log_path=log,
+        MEMSTREAM_LOG_LEVEL="WARNING",
+        MEMSTREAM_DATA_DIR=str(data_dir),
+        # small numbers so a test sees the learner publish and the worker swap models
+        MEMSTREAM_LEARNER_MIN_LABELS="8",
+        MEMSTREAM_LEARNER_PUBLISH_EVERY="8",
+        MEMSTREAM_VALUATION_CHECK_S="0.5",
+    )
     try:
         asyncio.run(probe_pipeline(topics.bootstrap, timeout=90))
     except TimeoutError:
         stop_process(proc)
         pytest.fail(f"worker never indexed the probe; log:\n{log.read_text()[-4000:]}")
-    yield log
+    yield data_dir
     assert proc.poll() is None, f"worker died during the tests; log:\n{log.read_text()[-4000:]}"
     stop_process(proc)
 

@@ -47,7 +47,7 @@ async def test_client_publishes_each_kind_to_its_topic_keyed_as_catalogued(
     )
     by_key = {r.key.decode(): json.loads(r.value) for r in indexed}
     assert by_key[str(memory_id)]["payload"]["tags"] == ["ci"]
-    assert by_key[str(observation_id)]["kind"] == "observation"
+    assert by_key[str(observation_id)]["payload"]["source_kind"] == "observation"
 
     feedback = await read_topic(
         broker.bootstrap,

@@ -69,6 +69,7 @@ def test_every_kind_has_a_model_and_a_schema_file() -> None:
         "subscription",
         "delivery",
         "erasure",
+        "indexed",
         "dead_letter",
     }
     assert set(render_schemas()) == {f"{kind}.schema.json" for kind in EVENT_MODELS_ALL}

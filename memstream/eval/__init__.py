@@ -1,0 +1,1 @@
+"""Offline evaluations of memstream's models on simulated or recorded streams."""

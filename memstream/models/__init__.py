@@ -1,0 +1,1 @@
+"""ONNX models: embeddings, valuation, compression, reputation."""

@@ -1,0 +1,44 @@
+"""Which ONNX Runtime execution providers to ask for, and what actually runs.
+
+CUDA is asked for when `onnxruntime-gpu` is installed and reports it; ONNX Runtime then
+falls back to CPU by itself when no GPU or CUDA library is present. What the session
+really uses is read back with `session.get_providers()`, never assumed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import onnxruntime as ort
+
+Preference = Literal["auto", "cuda", "cpu"]
+
+
+def requested_providers(prefer: Preference = "auto") -> list[str]:
+    """Providers to pass to InferenceSession, best first; CPU is always the last resort."""
+    available = ort.get_available_providers()
+    if prefer != "cpu" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if prefer == "cuda":
+        raise RuntimeError(
+            "CUDA was asked for but this onnxruntime has no CUDAExecutionProvider "
+            f"(available: {available}); install memstream[gpu] on a machine with a GPU"
+        )
+    return ["CPUExecutionProvider"]
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only: a CPU-only machine logs CUDA misses at 2
+    return options
+
+
+def make_session(
+    model: str | bytes, prefer: Preference = "auto", threads: int | None = None
+) -> ort.InferenceSession:
+    return ort.InferenceSession(
+        model, sess_options=session_options(threads), providers=requested_providers(prefer)
+    )

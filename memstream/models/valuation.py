@@ -1,0 +1,430 @@
+"""Usefulness valuation of memories: features, a cold-start heuristic, an online model.
+
+A memory's value is the probability that an agent that receives it finds it useful
+(Memory-Sharing style valuation). Until feedback exists the pipeline scores with
+`cold_start_score`, a hand-set heuristic; `OnlineValuationModel` learns from feedback
+events (logistic regression, Adagrad, in numpy) and exports itself as a tiny ONNX graph so
+the serving side runs exactly what was trained, and can swap versions without a restart
+(see `memstream.models.registry`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+EMBEDDING_DIM = 384
+"""Dimension of the pipeline's sentence embeddings (a parameter wherever it matters)."""
+
+PROJECTION_DIM = 16
+"""How many random directions of the embedding the model sees (topic signal, cheaply)."""
+
+_PROJECTION_SEED = 0x6D656D73  # "mems": a constant, so every process builds the same matrix
+
+FEATURE_VERSION = 1
+"""Bump when the meaning or order of the features changes; a model trained on another
+version must not be served (the registry metadata records it)."""
+
+MAX_TAGS = 32
+AGE_HALF_LIFE_HOURS = 168.0
+"""Cold-start decay: a week-old memory keeps half of its age-dependent part."""
+SHORT_TEXT_CHARS = 200
+"""Cold-start: texts shorter than this get a reduced length credit (log scale)."""
+OBSERVATION_FACTOR = 0.8
+"""Cold-start: raw observations are worth less than memories an agent chose to share."""
+
+_BASE_FEATURES = (
+    "novelty",
+    "reputation",
+    "is_observation",
+    "log_age_hours",
+    "log_text_chars",
+    "n_tags",
+)
+FEATURE_NAMES: tuple[str, ...] = (
+    *_BASE_FEATURES,
+    *(f"emb_proj_{i:02d}" for i in range(PROJECTION_DIM)),
+)
+"""Column order of every feature matrix (fixed; see FEATURE_VERSION)."""
+N_FEATURES = len(FEATURE_NAMES)
+
+_I_NOVELTY, _I_REPUTATION, _I_OBS, _I_LOG_AGE, _I_LOG_CHARS, _I_TAGS = range(6)
+_KINDS = {"memory": 0.0, "observation": 1.0}
+
+
+@lru_cache(maxsize=4)
+def _projection(dim: int) -> np.ndarray:
+    """A fixed (dim, 16) matrix of N(0, 1) entries, so a unit vector projects to coordinates
+    of about unit variance.
+
+    Built by Box-Muller from the raw PCG64 stream of a constant seed rather than with
+    `Generator.standard_normal`: numpy keeps bit generators' streams stable across
+    releases but not its distribution algorithms, and a changed matrix would silently
+    invalidate every trained model. Identical in every process and numpy version.
+    """
+    n = dim * PROJECTION_DIM
+    raw = np.random.PCG64(_PROJECTION_SEED).random_raw(2 * ((n + 1) // 2))
+    uniform = ((raw >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53  # in (0, 1)
+    u1, u2 = uniform[0::2], uniform[1::2]
+    radius = np.sqrt(-2.0 * np.log(u1))
+    normal = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
+    matrix = normal[:n].reshape(dim, PROJECTION_DIM).astype(np.float32)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def _column(name: str, values: Any, n: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} values for {n} embeddings")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has non-finite values")
+    return arr
+
+
+def valuation_features_batch(
+    *,
+    embeddings: np.ndarray,
+    novelty: Sequence[float] | np.ndarray,
+    reputation: Sequence[float] | np.ndarray,
+    kind: Sequence[str] | np.ndarray,
+    age_hours: Sequence[float] | np.ndarray,
+    text_chars: Sequence[int] | np.ndarray,
+    n_tags: Sequence[int] | np.ndarray,
+    dim: int = EMBEDDING_DIM,
+) -> np.ndarray:
+    """Feature matrix (N, len(FEATURE_NAMES)) float32 for N memories, in FEATURE_NAMES order.
+
+    `embeddings` (N, dim) are L2-normalised; `novelty` is 1 - max cosine similarity to the
+    tenant's existing memories (1.0 for an empty pool); `reputation` is the contributor's
+    in [0, 1] (0.5 when unknown). Novelty and reputation are clipped to [0, 1], ages below
+    zero (clock skew) count as 0, tags are capped at MAX_TAGS; logs tame heavy tails.
+    """
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[1] != dim:
+        raise ValueError(f"embeddings must have shape (N, {dim}), got {emb.shape}")
+    if not np.all(np.isfinite(emb)):
+        raise ValueError("embeddings have non-finite values")
+    n = emb.shape[0]
+    kinds = np.asarray(kind, dtype=object).reshape(-1)
+    if kinds.shape[0] != n:
+        raise ValueError(f"kind has {kinds.shape[0]} values for {n} embeddings")
+    try:
+        is_obs = np.fromiter((_KINDS[k] for k in kinds), dtype=np.float64, count=n)
+    except KeyError as exc:
+        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {exc.args[0]!r}") from None
+
+    out = np.empty((n, N_FEATURES), dtype=np.float32)
+    out[:, _I_NOVELTY] = np.clip(_column("novelty", novelty, n), 0.0, 1.0)
+    out[:, _I_REPUTATION] = np.clip(_column("reputation", reputation, n), 0.0, 1.0)
+    out[:, _I_OBS] = is_obs
+    out[:, _I_LOG_AGE] = np.log1p(np.maximum(_column("age_hours", age_hours, n), 0.0))
+    out[:, _I_LOG_CHARS] = np.log1p(np.maximum(_column("text_chars", text_chars, n), 0.0))
+    out[:, _I_TAGS] = np.clip(_column("n_tags", n_tags, n), 0.0, MAX_TAGS)
+    # float64 so a memory's features do not depend on the batch it came in (float32 BLAS
+    # sums in batch-dependent order); the result rounds to the same float32 either way.
+    out[:, len(_BASE_FEATURES) :] = emb.astype(np.float64) @ _projection(dim).astype(np.float64)
+    return out
+
+
+def valuation_features(
+    *,
+    embedding: np.ndarray,
+    novelty: float,
+    reputation: float,
+    kind: str,
+    age_hours: float,
+    text_chars: int,
+    n_tags: int,
+    dim: int = EMBEDDING_DIM,
+) -> np.ndarray:
+    """Feature vector (len(FEATURE_NAMES),) float32 of one memory; see the batch version."""
+    emb = np.asarray(embedding, dtype=np.float32)
+    if emb.shape != (dim,):
+        raise ValueError(f"embedding must have shape ({dim},), got {emb.shape}")
+    return valuation_features_batch(
+        embeddings=emb[None, :],
+        novelty=[novelty],
+        reputation=[reputation],
+        kind=[kind],
+        age_hours=[age_hours],
+        text_chars=[text_chars],
+        n_tags=[n_tags],
+        dim=dim,
+    )[0]
+
+
+def _as_matrix(features: np.ndarray) -> np.ndarray:
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != N_FEATURES:
+        raise ValueError(f"features must have shape (N, {N_FEATURES}), got {x.shape}")
+    return x
+
+
+def cold_start_score(features: np.ndarray) -> np.ndarray:
+    """Heuristic usefulness in [0, 1] for memories no model has learned about yet.
+
+    score = kind * decay * (0.40 novelty + 0.40 reputation + 0.15 length + 0.05 tags)
+
+    - novelty and reputation weigh most: a memory that repeats the pool adds little, and a
+      contributor whose memories helped before is likely to help again;
+    - length = log1p(chars) / log1p(SHORT_TEXT_CHARS), capped at 1: very short texts
+      ("ok", "done") rarely carry reusable knowledge, past ~200 characters length is no merit;
+    - tags = min(n_tags, 4) / 4: a little credit for memories their author bothered to label;
+    - kind = 1 for memories, OBSERVATION_FACTOR (0.8) for raw observations;
+    - decay = 0.5 + 0.5 * 2^(-age / AGE_HALF_LIFE_HOURS): knowledge goes stale with a one-week
+      half-life, but an old memory keeps at least half its score (facts often stay true).
+    Strictly increasing in novelty and in reputation. Takes (F,) or (N, F); returns (N,).
+    """
+    x = _as_matrix(features).astype(np.float64)
+    age_hours = np.expm1(x[:, _I_LOG_AGE])
+    chars = np.expm1(x[:, _I_LOG_CHARS])
+    length = np.minimum(np.log1p(chars) / math.log1p(SHORT_TEXT_CHARS), 1.0)
+    tags = np.minimum(x[:, _I_TAGS], 4.0) / 4.0
+    quality = 0.40 * x[:, _I_NOVELTY] + 0.40 * x[:, _I_REPUTATION] + 0.15 * length + 0.05 * tags
+    kind = np.where(x[:, _I_OBS] > 0.5, OBSERVATION_FACTOR, 1.0)
+    decay = 0.5 + 0.5 * np.exp2(-age_hours / AGE_HALF_LIFE_HOURS)
+    return np.clip(kind * decay * quality, 0.0, 1.0).astype(np.float32)
+
+
+# --- feedback labels -----------------------------------------------------------------------
+
+_OUTCOME_LABELS: dict[str, tuple[float, float, float, float]] = {
+    # outcome: (target, weight, lowest soft target, highest soft target)
+    "helped": (1.0, 1.0, 0.5, 1.0),
+    "used": (1.0, 0.5, 0.5, 1.0),
+    "wrong": (0.0, 1.0, 0.0, 0.5),
+    "ignored": (0.0, 0.5, 0.0, 0.5),
+}
+
+
+def feedback_target(outcome: str, score: float | None) -> tuple[float, float]:
+    """(target, weight) of one feedback event, for a weighted logistic loss.
+
+    - `helped` -> 1, weight 1: the agent says the memory made a difference;
+    - `used` -> 1, weight 0.5: it went into the agent's context, which is weaker evidence
+      (retrieval put it there; nobody confirmed it helped);
+    - `wrong` -> 0, weight 1: the memory misled the agent, the strongest negative;
+    - `ignored` -> 0, weight 0.5: delivered but not used; it may just have been off-topic for
+      that query, so it counts half.
+    When the agent also sends `score` (how useful, in [0, 1]) it becomes a soft target, kept
+    on the outcome's side of 0.5 (a "wrong" with score 0.9 stays a negative, at 0.5).
+    """
+    try:
+        target, weight, low, high = _OUTCOME_LABELS[outcome]
+    except KeyError:
+        raise ValueError(f"unknown feedback outcome {outcome!r}") from None
+    if score is not None and math.isfinite(score):
+        target = min(max(float(score), low), high)
+    return target, weight
+
+
+# --- the online model ----------------------------------------------------------------------
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free
+
+
+class OnlineValuationModel:
+    """Logistic regression on standardised features, trained online with Adagrad.
+
+    Standardisation uses running mean and variance (Welford, updated by every partial_fit
+    before its gradient step), so no pass over past data is needed; the same constants are
+    written into the ONNX graph. Adagrad's per-coordinate step sizes suit sparse, drifting
+    feedback without tuning a schedule; L2 (not on the bias) keeps weights small while few
+    labels exist.
+    """
+
+    def __init__(
+        self,
+        n_features: int = N_FEATURES,
+        *,
+        learning_rate: float = 0.05,
+        l2: float = 1e-4,
+        feature_names: Sequence[str] | None = None,
+    ) -> None:
+        if feature_names is None:
+            feature_names = FEATURE_NAMES if n_features == N_FEATURES else ()
+        if feature_names and len(feature_names) != n_features:
+            raise ValueError("feature_names must have n_features entries")
+        self.n_features = n_features
+        self.feature_names = tuple(feature_names)
+        self.learning_rate = float(learning_rate)
+        self.l2 = float(l2)
+        self.weights = np.zeros(n_features, dtype=np.float64)
+        self.bias = 0.0
+        self._grad_sq = np.zeros(n_features + 1, dtype=np.float64)
+        self._count = 0.0  # Welford state (unweighted: it describes the inputs, not labels)
+        self._mean = np.zeros(n_features, dtype=np.float64)
+        self._m2 = np.zeros(n_features, dtype=np.float64)
+        self.n_seen = 0
+
+    # standardisation -----------------------------------------------------------------------
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._mean.copy()
+
+    @property
+    def std(self) -> np.ndarray:
+        """Running standard deviation; 1 where a feature has not varied yet (no blow-up)."""
+        if self._count < 2:
+            return np.ones(self.n_features)
+        var = self._m2 / self._count
+        return np.where(var > 1e-12, np.sqrt(np.maximum(var, 1e-12)), 1.0)
+
+    def _update_stats(self, x: np.ndarray) -> None:
+        """Chan et al.'s parallel form of Welford's update, one batch at a time."""
+        n_b = x.shape[0]
+        mean_b = x.mean(axis=0)
+        m2_b = ((x - mean_b) ** 2).sum(axis=0)
+        total = self._count + n_b
+        delta = mean_b - self._mean
+        self._mean += delta * (n_b / total)
+        self._m2 += m2_b + delta**2 * (self._count * n_b / total)
+        self._count = total
+
+    # training and scoring ------------------------------------------------------------------
+
+    def _check(self, X: np.ndarray) -> np.ndarray:
+        x = np.asarray(X, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"X must have shape (N, {self.n_features}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("X has non-finite values")  # one NaN would poison the stats
+        return x
+
+    def partial_fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> OnlineValuationModel:
+        """One Adagrad step on the weighted log-loss of a batch; targets may be soft."""
+        x = self._check(X)
+        n = x.shape[0]
+        if n == 0:
+            return self
+        target = np.asarray(y, dtype=np.float64).reshape(-1)
+        weight = (
+            np.ones(n)
+            if sample_weight is None
+            else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        )
+        if target.shape[0] != n or weight.shape[0] != n:
+            raise ValueError("X, y and sample_weight must have the same length")
+        if np.any((target < 0) | (target > 1)) or np.any(weight < 0):
+            raise ValueError("y must lie in [0, 1] and sample_weight be >= 0")
+
+        self._update_stats(x)
+        z = (x - self._mean) / self.std
+        p = _sigmoid(z @ self.weights + self.bias)
+        residual = weight * (p - target)
+        grad = np.empty(self.n_features + 1)
+        grad[:-1] = z.T @ residual / n + self.l2 * self.weights
+        grad[-1] = residual.sum() / n
+        self._grad_sq += grad**2
+        step = self.learning_rate * grad / (np.sqrt(self._grad_sq) + 1e-8)
+        self.weights -= step[:-1]
+        self.bias -= step[-1]
+        self.n_seen += n
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Probability of usefulness in [0, 1], shape (N,), float32 (as the ONNX graph)."""
+        x = self._check(X)
+        z = (x - self._mean) / self.std
+        return _sigmoid(z @ self.weights + self.bias).astype(np.float32)
+
+    # persistence ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume training (JSON-friendly), e.g. after a restart."""
+        return {
+            "n_features": self.n_features,
+            "feature_names": list(self.feature_names),
+            "learning_rate": self.learning_rate,
+            "l2": self.l2,
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+            "grad_sq": self._grad_sq.tolist(),
+            "count": self._count,
+            "mean": self._mean.tolist(),
+            "m2": self._m2.tolist(),
+            "n_seen": self.n_seen,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> OnlineValuationModel:
+        model = cls(
+            int(state["n_features"]),
+            learning_rate=state["learning_rate"],
+            l2=state["l2"],
+            feature_names=state.get("feature_names") or None,
+        )
+        model.weights = np.asarray(state["weights"], dtype=np.float64)
+        model.bias = float(state["bias"])
+        model._grad_sq = np.asarray(state["grad_sq"], dtype=np.float64)
+        model._count = float(state["count"])
+        model._mean = np.asarray(state["mean"], dtype=np.float64)
+        model._m2 = np.asarray(state["m2"], dtype=np.float64)
+        model.n_seen = int(state["n_seen"])
+        shapes = {model.weights.shape, model._mean.shape, model._m2.shape}
+        if shapes != {(model.n_features,)} or model._grad_sq.shape != (model.n_features + 1,):
+            raise ValueError("model state has inconsistent shapes")
+        return model
+
+    def to_onnx(self) -> bytes:
+        """The model as ONNX (opset 17): features float32 [N, F] -> score float32 [N].
+
+        score = Sigmoid(((features - mean) * (1 / std)) @ W + b), the constants being this
+        model's current running statistics and weights.
+        """
+        f = self.n_features
+        inits = [
+            numpy_helper.from_array(self._mean.astype(np.float32), "mean"),
+            numpy_helper.from_array((1.0 / self.std).astype(np.float32), "inv_std"),
+            numpy_helper.from_array(self.weights.astype(np.float32).reshape(f, 1), "weights"),
+            numpy_helper.from_array(np.array([self.bias], dtype=np.float32), "bias"),
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"),
+        ]
+        nodes = [
+            helper.make_node("Sub", ["features", "mean"], ["centred"]),
+            helper.make_node("Mul", ["centred", "inv_std"], ["standardised"]),
+            helper.make_node("MatMul", ["standardised", "weights"], ["dot"]),
+            helper.make_node("Add", ["dot", "bias"], ["logit"]),
+            helper.make_node("Sigmoid", ["logit"], ["prob"]),
+            helper.make_node("Reshape", ["prob", "flat"], ["score"]),
+        ]
+        graph = helper.make_graph(
+            nodes,
+            "memstream_valuation",
+            [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", f])],
+            [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+            initializer=inits,
+        )
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", 17)],
+            producer_name="memstream",
+            doc_string="memstream usefulness valuation: logistic regression, learned online",
+        )
+        model.ir_version = 8  # the lowest IR for opset 17: loads in older onnxruntimes too
+        helper.set_model_props(
+            model,
+            {
+                "feature_names": ",".join(self.feature_names),
+                "feature_version": str(FEATURE_VERSION),
+                "n_seen": str(self.n_seen),
+            },
+        )
+        onnx.checker.check_model(model)
+        return model.SerializeToString()

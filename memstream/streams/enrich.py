@@ -1,0 +1,130 @@
+"""The model stage: embed, value and compress a batch of valid events into `Indexed` records.
+
+Broker-free and synchronous, so it is unit-tested directly and run by the worker in a
+thread (ONNX Runtime releases the GIL) while Faust keeps heartbeating. One call handles a
+whole batch: one embedding run, one valuation run, one codec pass.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import numpy as np
+
+from memstream.models.compression import CODEC_NAME, DUPLICATE_COSINE, encode_vectors
+from memstream.models.embedding import Embedder
+from memstream.models.pool import VectorPool
+from memstream.models.registry import HotSwapScorer
+from memstream.models.reputation import ReputationBook
+from memstream.models.valuation import valuation_features_batch
+from memstream.schemas.events import Indexed, IndexedPayload, Memory, Observation
+
+Source = Memory | Observation
+
+
+class ModelStage:
+    def __init__(
+        self,
+        embedder: Embedder,
+        scorer: HotSwapScorer,
+        *,
+        pool: VectorPool | None = None,
+        reputation: ReputationBook | None = None,
+        duplicate_cosine: float = DUPLICATE_COSINE,
+    ) -> None:
+        self.embedder = embedder
+        self.scorer = scorer
+        self.pool = pool or VectorPool(dim=embedder.dim)
+        self.reputation = reputation or ReputationBook()
+        self.duplicate_cosine = duplicate_cosine
+
+    def process(self, events: list[Source], now: datetime | None = None) -> list[Indexed]:
+        """One `Indexed` record per event, in order."""
+        if not events:
+            return []
+        now = now or datetime.now(UTC)
+        vectors = self.embedder.embed([e.payload.text for e in events])
+        novelty, duplicate_of = self._novelty_and_duplicates(events, vectors)
+        features = valuation_features_batch(
+            embeddings=vectors,
+            novelty=novelty,
+            reputation=[self.reputation.get(e.tenant, e.agent_id) for e in events],
+            kind=[e.kind for e in events],
+            age_hours=[(now - e.ts).total_seconds() / 3600 for e in events],
+            text_chars=[len(e.payload.text) for e in events],
+            n_tags=[len(e.payload.tags) for e in events],
+        )
+        scores, valuation_label = self.scorer.score(features)
+        codes = encode_vectors(vectors)
+        models = {
+            "embedding": self.embedder.version,
+            "valuation": valuation_label,
+            "codec": CODEC_NAME,
+        }
+        return [
+            Indexed(
+                event_id=event.event_id,
+                tenant=event.tenant,
+                agent_id=event.agent_id,
+                ts=event.ts,
+                scope=event.scope,
+                trace_id=event.trace_id,
+                parent_ids=event.parent_ids,
+                payload=IndexedPayload(
+                    source_kind=event.kind,  # type: ignore[arg-type]
+                    text=event.payload.text,
+                    topic=event.payload.topic,
+                    tags=event.payload.tags,
+                    metadata=event.payload.metadata,
+                    valid_from=getattr(event.payload, "valid_from", None),
+                    valid_to=getattr(event.payload, "valid_to", None),
+                    vector_codec=CODEC_NAME,
+                    vector_b64=base64.b64encode(codes[i].tobytes()).decode(),
+                    usefulness=float(np.clip(scores[i], 0.0, 1.0)),
+                    novelty=float(novelty[i]),
+                    features=[float(x) for x in features[i]],
+                    duplicate_of=duplicate_of[i],
+                    models=models,
+                ),
+            )
+            for i, event in enumerate(events)
+        ]
+
+    def _novelty_and_duplicates(
+        self, events: list[Source], vectors: np.ndarray
+    ) -> tuple[np.ndarray, list[str | None]]:
+        """Novelty against the tenant's pool and the earlier events of this batch; the id of
+        an older memory of the same tenant and scope at or above `duplicate_cosine`."""
+        novelty = np.ones(len(events), dtype=np.float32)
+        duplicate_of: list[str | None] = [None] * len(events)
+        by_tenant: dict[str, list[int]] = {}
+        for i, event in enumerate(events):
+            by_tenant.setdefault(event.tenant, []).append(i)
+        for tenant, rows in by_tenant.items():
+            pool_vectors, pool_ids, pool_scopes = self.pool.get(tenant)
+            batch = vectors[rows]
+            ids = [str(events[i].event_id) for i in rows]
+            scopes = [events[i].scope for i in rows]
+            all_vectors = np.vstack([pool_vectors, batch])
+            all_ids, all_scopes = pool_ids + ids, pool_scopes + scopes
+            sims = batch @ all_vectors.T
+            n_pool = len(pool_ids)
+            for j, i in enumerate(rows):
+                earlier = sims[j, : n_pool + j]  # the pool, then this batch's earlier events
+                if earlier.size == 0:
+                    continue
+                novelty[i] = float(np.clip(1.0 - earlier.max(), 0.0, 1.0))
+                same_scope = np.array([s == scopes[j] for s in all_scopes[: n_pool + j]])
+                candidates = np.where(same_scope, earlier, -1.0)
+                best = int(candidates.argmax())
+                if candidates[best] >= self.duplicate_cosine:
+                    target = all_ids[best]
+                    # point at the original, not at another duplicate of it
+                    if best >= n_pool and duplicate_of[rows[best - n_pool]] is not None:
+                        target = duplicate_of[rows[best - n_pool]]  # type: ignore[assignment]
+                    duplicate_of[i] = target
+            # duplicates merge into their original, which already stands for them
+            keep = [j for j, i in enumerate(rows) if duplicate_of[i] is None]
+            self.pool.add(tenant, batch[keep], [ids[j] for j in keep], [scopes[j] for j in keep])
+        return novelty, duplicate_of
