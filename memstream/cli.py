@@ -248,6 +248,61 @@ def eval_valuation(
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[
+        Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
+    ],
+    k: Annotated[str, typer.Option(help="comma-separated cut-offs")] = "1,5,10",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Recall@k of evidence turns: hybrid retrieval, with BM25 and dense baselines."""
+    from memstream.eval.retrieval import run_retrieval_eval
+
+    settings = _settings()
+    ks = tuple(int(x) for x in k.split(","))
+    result = run_retrieval_eval(dataset, ks=ks, weights=settings.ranking_weights())
+    if save:
+        result["saved_to"] = str(_save_result("eval-retrieval", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@eval_app.command("recency")
+def eval_recency(
+    seed: Annotated[int, typer.Option()] = 0,
+    entities: Annotated[int, typer.Option(help="people in the synthetic stream (max 26)")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Share of questions where the newest version of a changing fact ranks first."""
+    from memstream.eval.recency import run_recency_eval
+
+    settings = _settings()
+    result = run_recency_eval(seed=seed, entities=entities, weights=settings.ranking_weights())
+    if save:
+        result["saved_to"] = str(_save_result("eval-recency", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@bench_app.command("store")
+def bench_store(
+    points: Annotated[int, typer.Option(help="points to upsert")] = 100_000,
+    tenants: Annotated[int, typer.Option()] = 100,
+    queries: Annotated[int, typer.Option(help="queries per measurement")] = 500,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Upserts/s and p50/p99 query latency (unfiltered, access-filtered, hybrid), embedded."""
+    from memstream.bench.store import run_store_bench
+
+    _settings()
+    result = run_store_bench(points=points, tenants=tenants, queries=queries)
+    if save:
+        result["saved_to"] = str(_save_result("store", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
 @app.command()
 def doctor() -> None:
     """What this machine offers memstream: Python, ONNX Runtime providers, models, brokers."""

@@ -93,11 +93,23 @@ class Client:
         tags: list[str] | None = None,
         topic: str | None = None,
         metadata: dict[str, Any] | None = None,
+        context: str | None = None,
+        supersedes: list[UUID] | None = None,
         trace_id: str | None = None,
         parent_ids: list[UUID] | None = None,
     ) -> UUID:
-        """Share a memory; returns its event id (which is also its memory id)."""
-        payload = MemoryPayload(text=text, tags=tags or [], topic=topic, metadata=metadata or {})
+        """Share a memory; returns its event id (which is also its memory id).
+
+        `context` helps find it (indexed, not returned as the memory); `supersedes` lists
+        older memory ids this one replaces (they stay stored, no longer valid)."""
+        payload = MemoryPayload(
+            text=text,
+            tags=tags or [],
+            topic=topic,
+            metadata=metadata or {},
+            context=context,
+            supersedes=supersedes or [],
+        )
         event = Memory(**self._envelope(scope, trace_id, parent_ids), payload=payload)
         return await self.publish(MEMORIES.name, event, key=self.agent_id)
 

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
         default=1000, ge=0, description="labels before the first learned model is published"
     )
     learner_publish_every: int = Field(default=200, ge=1, description="labels per new version")
+    store: str | None = Field(
+        default=None,
+        description="Qdrant URL (http://...), ':memory:', or a directory for embedded Qdrant "
+        "Edge; unset = <data_dir>/store",
+    )
+    recency_half_life_days: float = Field(default=90.0, gt=0)
+    recency_weight: float = Field(default=0.5, ge=0)
+    usefulness_weight: float = Field(default=0.1, ge=0)
+    dense_weight: float = Field(default=0.5, ge=0)
     web_port: int = Field(default=8700, description="HTTP API port of `memstream up`")
     log_level: str = Field(default="INFO")
     log_format: Literal["json", "console"] = Field(default="json")
@@ -73,3 +82,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def store_location(self) -> str:
+        return self.store or str(self.data_dir / "store")
+
+    def ranking_weights(self):  # -> memstream.retrieval.RankingWeights
+        from memstream.retrieval.ranking import RankingWeights
+
+        return RankingWeights(
+            dense=self.dense_weight,
+            recency=self.recency_weight,
+            half_life_days=self.recency_half_life_days,
+            usefulness=self.usefulness_weight,
+        )

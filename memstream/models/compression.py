@@ -11,6 +11,7 @@ stored codes and scores them against the full-precision query (asymmetric distan
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -100,7 +101,28 @@ def pack_text(text: str) -> PackedText:
 # --- near-duplicates -----------------------------------------------------------------------
 
 DUPLICATE_COSINE = 0.95
-"""Two memories of one tenant and scope at least this similar are merged into the older."""
+"""Two memories of one tenant and scope at least this similar (and `same_words`) are merged."""
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def word_set(text: str) -> frozenset[str]:
+    """Lower-cased words of a text, for the lexical half of duplicate detection."""
+    return frozenset(_WORD.findall(text.lower()))
+
+
+def same_words(a: frozenset[str], b: frozenset[str], min_jaccard: float = 0.8) -> bool:
+    """Near-identical wording, and no differing word carries a digit.
+
+    Embeddings put "Alice's phone is 555-0199" and "... 555-0123" at cosine > 0.95: an
+    update, not a duplicate. Merging it would lose the new value, so a duplicate must also
+    share its words, and any word that differs must not be a number."""
+    union = a | b
+    if not union:
+        return True
+    if len(a & b) / len(union) < min_jaccard:
+        return False
+    return not any(any(ch.isdigit() for ch in word) for word in a ^ b)
 
 
 def near_duplicates(

@@ -18,6 +18,7 @@ class _TenantVectors:
     vectors: np.ndarray
     ids: list[str] = field(default_factory=list)
     scopes: list[str] = field(default_factory=list)
+    words: list[frozenset[str]] = field(default_factory=list)
 
 
 class VectorPool:
@@ -26,17 +27,25 @@ class VectorPool:
         self.capacity = capacity
         self._tenants: dict[str, _TenantVectors] = {}
 
-    def get(self, tenant: str) -> tuple[np.ndarray, list[str], list[str]]:
-        """(vectors, ids, scopes) of the tenant, oldest first."""
+    def get(self, tenant: str) -> tuple[np.ndarray, list[str], list[str], list[frozenset[str]]]:
+        """(vectors, ids, scopes, word sets) of the tenant, oldest first."""
         entry = self._tenants.get(tenant)
         if entry is None:
-            return np.zeros((0, self.dim), dtype=np.float32), [], []
-        return entry.vectors, entry.ids, entry.scopes
+            return np.zeros((0, self.dim), dtype=np.float32), [], [], []
+        return entry.vectors, entry.ids, entry.scopes, entry.words
 
-    def add(self, tenant: str, vectors: np.ndarray, ids: list[str], scopes: list[str]) -> None:
+    def add(
+        self,
+        tenant: str,
+        vectors: np.ndarray,
+        ids: list[str],
+        scopes: list[str],
+        words: list[frozenset[str]],
+    ) -> None:
         entry = self._tenants.get(tenant)
         if entry is None:
             entry = self._tenants[tenant] = _TenantVectors(np.zeros((0, self.dim), np.float32))
         entry.vectors = np.vstack([entry.vectors, vectors.astype(np.float32)])[-self.capacity :]
         entry.ids = (entry.ids + ids)[-self.capacity :]
         entry.scopes = (entry.scopes + scopes)[-self.capacity :]
+        entry.words = (entry.words + words)[-self.capacity :]

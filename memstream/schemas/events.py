@@ -85,9 +85,16 @@ class ObservationPayload(_Model):
 
 
 class MemoryPayload(_Model):
-    """A memory an agent wants to share with the agents allowed to see it."""
+    """A memory an agent wants to share with the agents allowed to see it.
+
+    `context` is text around the memory that helps find it but is not part of it (the
+    preceding message of a conversation, the session date): it is indexed lexically,
+    never embedded or delivered as the memory itself. `supersedes` names older memories
+    this one replaces; they stay stored, with their validity closed (bi-temporal)."""
 
     text: Text
+    context: str | None = Field(default=None, max_length=8192)
+    supersedes: list[UUID] = Field(default_factory=list, max_length=64)
     topic: str | None = Field(default=None, max_length=128)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -152,6 +159,8 @@ class IndexedPayload(_Model):
 
     source_kind: Literal["memory", "observation"]
     text: str
+    context: str | None = None
+    supersedes: list[UUID] = Field(default_factory=list)
     topic: str | None = None
     tags: list[Tag] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)

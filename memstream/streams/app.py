@@ -11,6 +11,8 @@ offsets, so delivery is at-least-once.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
@@ -24,6 +26,7 @@ from memstream.models.reputation import ReputationBook
 from memstream.schemas.events import Feedback, Indexed, Memory, Observation
 from memstream.schemas.topics import DEAD_LETTER, FEEDBACK, INDEXED, INPUT_KINDS
 from memstream.settings import Settings
+from memstream.store.sink import write_records
 from memstream.streams.enrich import ModelStage
 from memstream.streams.validate import InvalidEvent, dead_letter, validate_event
 
@@ -57,6 +60,28 @@ def enrich_or_reject(
                 InvalidEvent("processor_error", f"{MODEL_STAGE}: {type(exc).__name__}: {exc}")
             )
     return results
+
+
+class _Optimizer:
+    """Builds the store's indexes every `every` new points or `interval_s` seconds, in the
+    model thread between batches (Qdrant Edge's optimize() blocks)."""
+
+    def __init__(self, store: object, every: int = 20_000, interval_s: float = 60.0) -> None:
+        self.store = store
+        self.every = every
+        self.interval_s = interval_s
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def maybe_optimize(self, written: int) -> None:
+        self.pending += written
+        due = self.pending >= self.every or (
+            self.pending and time.monotonic() - self.last >= self.interval_s
+        )
+        if due:
+            self.store.optimize()  # type: ignore[attr-defined]
+            self.pending = 0
+            self.last = time.monotonic()
 
 
 def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> faust.App:
@@ -110,6 +135,12 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         valuation=stage.scorer.label,
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-model")
+    from memstream.store import open_store
+
+    store = open_store(settings.store_location())
+    optimizer = _Optimizer(store)
+    app.memstream_store = store  # type: ignore[attr-defined]
+    atexit.register(store.close)  # flushes the shard when the worker exits
 
     async def reject(err: InvalidEvent, stage_name: str, msg: faust.types.Message) -> None:
         letter = dead_letter(
@@ -155,6 +186,12 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             results = await loop.run_in_executor(
                 executor, enrich_or_reject, stage, [parsed for _, parsed in valid]
             )
+            stored = [r for r in results if isinstance(r, Indexed)]
+            if stored:
+                # the store first, then `indexed`: a crash in between replays into the
+                # same points (ids are memory ids), so nothing is lost or doubled
+                await loop.run_in_executor(executor, write_records, store, stored)
+                await loop.run_in_executor(executor, optimizer.maybe_optimize, len(stored))
             for (msg, parsed), result in zip(valid, results, strict=True):
                 if isinstance(result, InvalidEvent):
                     await reject(result, MODEL_STAGE, msg)

@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from memstream.models.compression import CODEC_NAME, DUPLICATE_COSINE, encode_vectors
+from memstream.models.compression import (
+    CODEC_NAME,
+    DUPLICATE_COSINE,
+    encode_vectors,
+    same_words,
+    word_set,
+)
 from memstream.models.embedding import Embedder
 from memstream.models.pool import VectorPool
 from memstream.models.registry import HotSwapScorer
@@ -74,6 +80,8 @@ class ModelStage:
                 payload=IndexedPayload(
                     source_kind=event.kind,  # type: ignore[arg-type]
                     text=event.payload.text,
+                    context=getattr(event.payload, "context", None),
+                    supersedes=getattr(event.payload, "supersedes", []),
                     topic=event.payload.topic,
                     tags=event.payload.tags,
                     metadata=event.payload.metadata,
@@ -95,19 +103,25 @@ class ModelStage:
         self, events: list[Source], vectors: np.ndarray
     ) -> tuple[np.ndarray, list[str | None]]:
         """Novelty against the tenant's pool and the earlier events of this batch; the id of
-        an older memory of the same tenant and scope at or above `duplicate_cosine`."""
+        an older memory of the same tenant and scope at or above `duplicate_cosine` with the
+        same words (`same_words`: an updated value is not a duplicate)."""
         novelty = np.ones(len(events), dtype=np.float32)
         duplicate_of: list[str | None] = [None] * len(events)
         by_tenant: dict[str, list[int]] = {}
         for i, event in enumerate(events):
             by_tenant.setdefault(event.tenant, []).append(i)
         for tenant, rows in by_tenant.items():
-            pool_vectors, pool_ids, pool_scopes = self.pool.get(tenant)
+            pool_vectors, pool_ids, pool_scopes, pool_words = self.pool.get(tenant)
             batch = vectors[rows]
             ids = [str(events[i].event_id) for i in rows]
             scopes = [events[i].scope for i in rows]
+            words = [word_set(events[i].payload.text) for i in rows]
             all_vectors = np.vstack([pool_vectors, batch])
-            all_ids, all_scopes = pool_ids + ids, pool_scopes + scopes
+            all_ids, all_scopes, all_words = (
+                pool_ids + ids,
+                pool_scopes + scopes,
+                pool_words + words,
+            )
             sims = batch @ all_vectors.T
             n_pool = len(pool_ids)
             for j, i in enumerate(rows):
@@ -115,16 +129,24 @@ class ModelStage:
                 if earlier.size == 0:
                     continue
                 novelty[i] = float(np.clip(1.0 - earlier.max(), 0.0, 1.0))
-                same_scope = np.array([s == scopes[j] for s in all_scopes[: n_pool + j]])
-                candidates = np.where(same_scope, earlier, -1.0)
-                best = int(candidates.argmax())
-                if candidates[best] >= self.duplicate_cosine:
+                for best in np.argsort(-earlier, kind="stable"):
+                    if earlier[best] < self.duplicate_cosine:
+                        break
+                    if all_scopes[best] != scopes[j] or not same_words(all_words[best], words[j]):
+                        continue
                     target = all_ids[best]
                     # point at the original, not at another duplicate of it
                     if best >= n_pool and duplicate_of[rows[best - n_pool]] is not None:
                         target = duplicate_of[rows[best - n_pool]]  # type: ignore[assignment]
                     duplicate_of[i] = target
+                    break
             # duplicates merge into their original, which already stands for them
             keep = [j for j, i in enumerate(rows) if duplicate_of[i] is None]
-            self.pool.add(tenant, batch[keep], [ids[j] for j in keep], [scopes[j] for j in keep])
+            self.pool.add(
+                tenant,
+                batch[keep],
+                [ids[j] for j in keep],
+                [scopes[j] for j in keep],
+                [words[j] for j in keep],
+            )
         return novelty, duplicate_of

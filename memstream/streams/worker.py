@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 
 import faust
 
@@ -12,7 +14,12 @@ from memstream.streams.app import create_app
 
 
 def run_worker(settings: Settings, bootstrap: str) -> None:
-    """Block running the pipeline against `bootstrap`; SIGINT/SIGTERM stop it cleanly."""
+    """Block running the pipeline against `bootstrap`; SIGINT/SIGTERM stop it cleanly.
+
+    Until Faust installs its own handlers (after topics and models are loaded), a signal
+    exits at once with status 0: nothing has been consumed yet, so nothing is lost."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(0))
     asyncio.run(
         ensure_topics(
             bootstrap,

@@ -1,0 +1,72 @@
+"""`Retriever`: a query text in, the caller's best memories out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from memstream.models.compression import decode_vectors
+from memstream.models.embedding import Embedder
+from memstream.retrieval.ranking import RankingWeights, ScoredMemory, rank
+from memstream.store.base import Caller, MemoryStore
+from memstream.store.lexical import query_sparse
+
+
+class Retriever:
+    """Hybrid search: the store finds candidates (dense and lexical, access-filtered by the
+    caller), `rank` orders them. Candidates the dense query missed get their dense score
+    from their stored 192-byte code, so every candidate is scored on both signals."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        embedder: Embedder,
+        weights: RankingWeights | None = None,
+        candidates: int = 50,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.weights = weights or RankingWeights()
+        self.candidates = candidates
+
+    def search(
+        self,
+        caller: Caller,
+        query: str,
+        k: int = 10,
+        *,
+        now: datetime | None = None,
+        mode: str = "hybrid",
+        only_valid: bool = True,
+    ) -> list[ScoredMemory]:
+        """`mode`: `hybrid` (default), `dense` or `lexical` (the baselines)."""
+        now = now or datetime.now(UTC)
+        vector = self.embedder.embed([query])[0] if mode in ("hybrid", "dense") else None
+        sparse = query_sparse(query) if mode in ("hybrid", "lexical") else None
+        hits = self.store.search(
+            caller,
+            dense=vector,
+            sparse=sparse,
+            limit=max(self.candidates, k),
+            valid_at=now if only_valid else None,
+        )
+        if mode == "dense":
+            hits = [h for h in hits if h.dense_score is not None]
+            return [
+                ScoredMemory(h.memory, h.dense_score or 0.0, h.dense_score or 0.0, 0.0, 0.0)
+                for h in sorted(hits, key=lambda h: -(h.dense_score or 0.0))
+            ][:k]
+        if mode == "lexical":
+            hits = [h for h in hits if h.sparse_score is not None]
+            return [
+                ScoredMemory(h.memory, h.sparse_score or 0.0, 0.0, h.sparse_score or 0.0, 0.0)
+                for h in sorted(hits, key=lambda h: -(h.sparse_score or 0.0))
+            ][:k]
+        missing = [h for h in hits if h.dense_score is None and h.memory.vector_code]
+        if missing and vector is not None:
+            codes = np.frombuffer(b"".join(h.memory.vector_code for h in missing), dtype=np.uint8)
+            scores = decode_vectors(codes.reshape(len(missing), -1)) @ vector
+            for hit, score in zip(missing, scores, strict=True):
+                hit.dense_score = float(score)
+        return rank(hits, now, self.weights)[:k]

@@ -1,0 +1,203 @@
+"""The memory store's interface: one contract, two backends (Qdrant Edge, Qdrant server).
+
+A point is one memory; its id is the memory id (the source event's UUIDv7), so writing the
+same memory twice rewrites the same point (idempotent). Access is decided here, from the
+caller's identity, never from a request: see `access_filter` in each backend.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the identity a token carries. Tenant isolation and scopes follow from it.
+
+    Visible to a caller: memories of its own tenant whose scope is `tenant` or `public`,
+    `team:<x>` for x in its teams, and `private` ones it wrote itself. Never another
+    tenant's memories (`public` widens visibility inside the tenant to agents outside every
+    team; sharing beyond the tenant is an explicit export, not a search).
+    """
+
+    tenant: str
+    agent_id: str
+    teams: frozenset[str] = frozenset()
+    clearance: frozenset[str] = frozenset()
+
+    def may_see(self, tenant: str, scope: str, agent_id: str) -> bool:
+        """The rule in Python, for checks and tests; backends express it as a filter."""
+        if tenant != self.tenant:
+            return False
+        if scope in ("tenant", "public"):
+            return True
+        if scope == "private":
+            return agent_id == self.agent_id
+        if scope.startswith("team:"):
+            return scope[5:] in self.teams
+        return False
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse lexical vector (BM25 term weights for documents, 1.0 per term for queries)."""
+
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class StoredMemory:
+    """What one point holds (its payload), and what a search returns."""
+
+    memory_id: UUID
+    tenant: str
+    agent_id: str
+    scope: str
+    text: str
+    ts: datetime  # when the source event was created
+    recorded_at: datetime  # when the store learned of it (transaction time)
+    source_kind: str = "memory"
+    topic: str | None = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    valid_from: datetime | None = None  # valid time; None = from ts
+    valid_to: datetime | None = None  # None = still valid
+    usefulness: float = 0.5
+    vector_code: bytes = b""  # the compressed embedding (codec below)
+    codec: str = ""
+    models: dict[str, str] = field(default_factory=dict)
+    provenance: list[dict[str, str]] = field(default_factory=list)  # merged duplicates
+
+
+@dataclass
+class Hit:
+    """One search result. A score is None only when that query was not run (no `dense`, or
+    no `sparse` / an empty one); a memory found by one query gets the other query's score
+    too (0.0 for a sparse vector sharing no term with the query)."""
+
+    memory: StoredMemory
+    dense_score: float | None = None
+    sparse_score: float | None = None
+
+
+# --- the payload format, shared by both backends ------------------------------------------
+
+DENSE = "dense"
+"""Name of the dense vector (cosine, 384 dims)."""
+SPARSE = "bm25"
+"""Name of the sparse vector (BM25 term weights, IDF applied by the engine)."""
+
+KEYWORD_FIELDS = ("tenant", "agent_id", "scope", "topic", "tags", "memory_id")
+DATETIME_FIELDS = ("ts", "valid_from", "valid_to")
+"""Indexed payload fields; datetimes are ISO 8601 strings (the engine parses them)."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def memory_to_payload(memory: StoredMemory) -> dict[str, Any]:
+    """A point's payload: every field, JSON-able (datetimes ISO 8601, `vector_code` base64)."""
+    return {
+        "memory_id": str(memory.memory_id),
+        "tenant": memory.tenant,
+        "agent_id": memory.agent_id,
+        "scope": memory.scope,
+        "text": memory.text,
+        "ts": memory.ts.isoformat(),
+        "recorded_at": memory.recorded_at.isoformat(),
+        "source_kind": memory.source_kind,
+        "topic": memory.topic,
+        "tags": list(memory.tags),
+        "metadata": dict(memory.metadata),
+        "valid_from": _iso(memory.valid_from),
+        "valid_to": _iso(memory.valid_to),
+        "usefulness": float(memory.usefulness),
+        "vector_code": base64.b64encode(memory.vector_code).decode("ascii"),
+        "codec": memory.codec,
+        "models": dict(memory.models),
+        "provenance": [dict(entry) for entry in memory.provenance],
+    }
+
+
+def memory_from_payload(payload: dict[str, Any]) -> StoredMemory:
+    """The inverse of `memory_to_payload`."""
+    return StoredMemory(
+        memory_id=UUID(payload["memory_id"]),
+        tenant=payload["tenant"],
+        agent_id=payload["agent_id"],
+        scope=payload["scope"],
+        text=payload["text"],
+        ts=datetime.fromisoformat(payload["ts"]),
+        recorded_at=datetime.fromisoformat(payload["recorded_at"]),
+        source_kind=payload.get("source_kind", "memory"),
+        topic=payload.get("topic"),
+        tags=list(payload.get("tags") or []),
+        metadata=dict(payload.get("metadata") or {}),
+        valid_from=_from_iso(payload.get("valid_from")),
+        valid_to=_from_iso(payload.get("valid_to")),
+        usefulness=float(payload.get("usefulness", 0.5)),
+        vector_code=base64.b64decode(payload.get("vector_code") or ""),
+        codec=payload.get("codec", ""),
+        models=dict(payload.get("models") or {}),
+        provenance=[dict(entry) for entry in payload.get("provenance") or []],
+    )
+
+
+class MemoryStore(Protocol):
+    """Both backends implement this; `memstream.store.open_store` picks one."""
+
+    def upsert(self, memories: list[StoredMemory], dense: np.ndarray, sparse: list[Sparse]) -> None:
+        """Write (or rewrite) points; `dense` is (n, 384) unit float32."""
+
+    def add_provenance(self, tenant: str, original: UUID, entry: dict[str, str]) -> bool:
+        """Record a merged duplicate on the original point; False if it is not there."""
+
+    def supersede(self, tenant: str, memory_id: UUID, valid_to: datetime) -> bool:
+        """Close an older memory's validity without deleting it (bi-temporal)."""
+
+    def search(
+        self,
+        caller: Caller,
+        *,
+        dense: np.ndarray | None = None,
+        sparse: Sparse | None = None,
+        limit: int = 50,
+        valid_at: datetime | None = None,
+        topics: list[str] | None = None,
+        tags: list[str] | None = None,
+        agents: list[str] | None = None,
+    ) -> list[Hit]:
+        """Candidates visible to `caller` by dense and/or sparse similarity (each list up to
+        `limit`, merged by id, both scores kept). Order: the dense hits by dense score, then
+        the sparse-only ones by sparse score; rank fusion is the caller's business.
+
+        `valid_at` keeps memories valid then: valid_from (or ts when unset) <= t and valid_to
+        unset or > t. `topics`, `tags`, `agents` keep memories matching any listed value;
+        None or an empty list does not restrict. IDF statistics of the sparse query are
+        taken over the caller's tenant only, so other tenants' texts do not sway scores."""
+
+    def get(self, caller: Caller, ids: list[UUID]) -> list[StoredMemory]:
+        """The memories among `ids` the caller may see, in the order asked; others omitted."""
+
+    def delete(self, tenant: str, ids: list[UUID]) -> int:
+        """Remove the tenant's points among `ids`; returns how many there were."""
+
+    def count(self, tenant: str | None = None) -> int:
+        """Exact number of points, of one tenant or all."""
+
+    def optimize(self) -> None:
+        """Build indexes (blocking); call off the hot path."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,366 @@
+"""The Qdrant Edge backend: an in-process shard in one directory (`qdrant-edge-py`).
+
+One writer process per directory (the WAL is locked). Upserts land in an appendable
+segment searched by brute force; `optimize()` (blocking) builds the HNSW graph, the int8
+quantised copy and the payload indexes' segments, so call it after bulk loads and from
+time to time, off the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import qdrant_edge as qe
+
+from memstream.store.base import (
+    DATETIME_FIELDS,
+    DENSE,
+    KEYWORD_FIELDS,
+    SPARSE,
+    Caller,
+    Hit,
+    Sparse,
+    StoredMemory,
+    memory_from_payload,
+    memory_to_payload,
+)
+
+UPSERT_BATCH = 1024
+
+
+def shard_config(dim: int) -> qe.EdgeConfig:
+    """Dense fp16 cosine vectors with int8 scalar quantisation (kept in RAM) and HNSW;
+    BM25 sparse vectors with the engine's IDF."""
+    return qe.EdgeConfig(
+        vectors={
+            DENSE: qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Cosine,
+                datatype=qe.VectorStorageDatatype.Float16,
+                quantization_config=qe.ScalarQuantizationConfig(
+                    type=qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned
+                ),
+                hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000),
+            )
+        },
+        sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+
+
+def _index_ops() -> list[tuple[str, Any]]:
+    ops: list[tuple[str, Any]] = [("tenant", qe.KeywordIndexParams(is_tenant=True))]
+    ops += [(name, qe.PayloadSchemaType.Keyword) for name in KEYWORD_FIELDS if name != "tenant"]
+    ops += [(name, qe.PayloadSchemaType.Datetime) for name in DATETIME_FIELDS]
+    return ops
+
+
+# --- filters -----------------------------------------------------------------------------
+
+
+def _match(key: str, value: str) -> qe.FieldCondition:
+    return qe.FieldCondition(key, match=qe.MatchValue(value))
+
+
+def _any(key: str, values: Iterable[str]) -> qe.FieldCondition:
+    return qe.FieldCondition(key, match=qe.MatchAny(sorted(set(values))))
+
+
+def _has_ids(ids: Iterable[UUID | str]) -> qe.HasIdCondition:
+    return qe.HasIdCondition({UUID(str(i)) for i in ids})
+
+
+def tenant_filter(tenant: str) -> qe.Filter:
+    return qe.Filter(must=[_match("tenant", tenant)])
+
+
+def access_filter(caller: Caller) -> qe.Filter:
+    """What `caller.may_see` allows, as a filter: built from the caller's identity only."""
+    visible: list[Any] = [
+        _any("scope", ["tenant", "public"]),
+        qe.Filter(must=[_match("scope", "private"), _match("agent_id", caller.agent_id)]),
+    ]
+    if caller.teams:
+        visible.append(_any("scope", (f"team:{team}" for team in caller.teams)))
+    return qe.Filter(must=[_match("tenant", caller.tenant), qe.Filter(should=visible)])
+
+
+def valid_filter(at: datetime) -> qe.Filter:
+    """valid_from (ts when unset) <= at, and valid_to unset or > at."""
+    t = at.isoformat()
+    started = qe.Filter(
+        should=[
+            qe.FieldCondition("valid_from", range=qe.RangeDateTime(lte=t)),
+            qe.Filter(
+                must=[
+                    qe.IsEmptyCondition("valid_from"),
+                    qe.FieldCondition("ts", range=qe.RangeDateTime(lte=t)),
+                ]
+            ),
+        ]
+    )
+    not_ended = qe.Filter(
+        should=[
+            qe.IsEmptyCondition("valid_to"),
+            qe.FieldCondition("valid_to", range=qe.RangeDateTime(gt=t)),
+        ]
+    )
+    return qe.Filter(must=[started, not_ended])
+
+
+def search_filter(
+    caller: Caller,
+    valid_at: datetime | None = None,
+    topics: list[str] | None = None,
+    tags: list[str] | None = None,
+    agents: list[str] | None = None,
+) -> qe.Filter:
+    must: list[Any] = [access_filter(caller)]
+    if valid_at is not None:
+        must.append(valid_filter(valid_at))
+    if topics:
+        must.append(_any("topic", topics))
+    if tags:
+        must.append(_any("tags", tags))
+    if agents:
+        must.append(_any("agent_id", agents))
+    return qe.Filter(must=must)
+
+
+def _sparse(vector: Sparse) -> qe.SparseVector:
+    return qe.SparseVector(list(vector.indices), [float(v) for v in vector.values])
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class EdgeStore:
+    """`MemoryStore` on one `qdrant_edge.EdgeShard` directory (created on first open)."""
+
+    def __init__(self, path: Path | str, *, dim: int = 384) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        if (self.path / "edge_config.json").exists():
+            # with a config, load checks it against the stored vectors (dim, names)
+            self.shard = qe.EdgeShard.load(str(self.path), shard_config(dim))
+        else:
+            self.shard = qe.EdgeShard.create(str(self.path), shard_config(dim))
+        existing = set(self.shard.info().payload_schema)
+        for name, schema in _index_ops():
+            if name not in existing:
+                self.shard.update(qe.UpdateOperation.create_field_index(name, schema))
+        self._closed = False
+
+    # --- writes --------------------------------------------------------------------------
+
+    def upsert(self, memories: list[StoredMemory], dense: np.ndarray, sparse: list[Sparse]) -> None:
+        dense = np.asarray(dense, dtype=np.float32)
+        if len(memories) != len(dense) or len(memories) != len(sparse):
+            raise ValueError(
+                f"{len(memories)} memories, {len(dense)} dense and {len(sparse)} sparse vectors"
+            )
+        if len(memories) and dense.shape[1] != self.dim:
+            raise ValueError(f"expected ({len(memories)}, {self.dim}) vectors, got {dense.shape}")
+        for start in range(0, len(memories), UPSERT_BATCH):
+            end = start + UPSERT_BATCH
+            points = []
+            for memory, vector, lexical in zip(
+                memories[start:end], dense[start:end].tolist(), sparse[start:end], strict=True
+            ):
+                vectors: dict[str, Any] = {DENSE: vector}
+                if lexical.indices:
+                    vectors[SPARSE] = _sparse(lexical)
+                points.append(qe.Point(memory.memory_id, vectors, memory_to_payload(memory)))
+            self.shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def _tenant_points(self, tenant: str, ids: list[UUID]) -> qe.Filter:
+        return qe.Filter(must=[_match("tenant", tenant), _has_ids(ids)])
+
+    def _payload(self, tenant: str, memory_id: UUID) -> dict[str, Any] | None:
+        records, _ = self.shard.scroll(
+            qe.ScrollRequest(
+                limit=1, filter=self._tenant_points(tenant, [memory_id]), with_payload=True
+            )
+        )
+        return records[0].payload if records else None
+
+    def add_provenance(self, tenant: str, original: UUID, entry: dict[str, str]) -> bool:
+        """Append `entry` to the original's provenance; idempotent (an entry already there
+        is not added twice, so a re-processed duplicate leaves one record)."""
+        payload = self._payload(tenant, original)
+        if payload is None:
+            return False
+        provenance = list(payload.get("provenance") or [])
+        if dict(entry) not in provenance:
+            provenance.append(dict(entry))
+            self.shard.update(
+                qe.UpdateOperation.set_payload([original], {"provenance": provenance})
+            )
+        return True
+
+    def supersede(self, tenant: str, memory_id: UUID, valid_to: datetime) -> bool:
+        if self._payload(tenant, memory_id) is None:
+            return False
+        self.shard.update(
+            qe.UpdateOperation.set_payload([memory_id], {"valid_to": valid_to.isoformat()})
+        )
+        return True
+
+    def delete(self, tenant: str, ids: list[UUID]) -> int:
+        if not ids:
+            return 0
+        selected = self._tenant_points(tenant, ids)
+        found = self.shard.count(qe.CountRequest(exact=True, filter=selected))
+        if found:
+            self.shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
+        return found
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        caller: Caller,
+        *,
+        dense: np.ndarray | None = None,
+        sparse: Sparse | None = None,
+        limit: int = 50,
+        valid_at: datetime | None = None,
+        topics: list[str] | None = None,
+        tags: list[str] | None = None,
+        agents: list[str] | None = None,
+    ) -> list[Hit]:
+        if limit <= 0:
+            return []
+        flt = search_filter(caller, valid_at, topics, tags, agents)
+        dense_query = self._dense_query(dense)
+        sparse_query = _sparse(sparse) if sparse is not None and sparse.indices else None
+        idf = qe.SearchParams(idf=qe.IdfParams(corpus=tenant_filter(caller.tenant)))
+        requests = []
+        if dense_query is not None:
+            requests.append(
+                qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest(dense_query, using=DENSE),
+                    filter=flt,
+                    with_payload=True,
+                )
+            )
+        if sparse_query is not None:
+            requests.append(
+                qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest(sparse_query, using=SPARSE),
+                    filter=flt,
+                    with_payload=True,
+                    params=idf,
+                )
+            )
+        if not requests:
+            return []
+        results = iter(self.shard.query_batch(qe.QueryBatchRequest(requests)))
+        dense_points = next(results) if dense_query is not None else []
+        sparse_points = next(results) if sparse_query is not None else []
+
+        hits: dict[UUID, Hit] = {}
+        for point in dense_points:
+            hits[point.id] = Hit(memory_from_payload(point.payload), dense_score=point.score)
+        for point in sparse_points:
+            hit = hits.get(point.id)
+            if hit is None:
+                hits[point.id] = Hit(memory_from_payload(point.payload), sparse_score=point.score)
+            else:
+                hit.sparse_score = point.score
+        # A hit found by one query only: score it by the other, restricted to those ids (a
+        # has-id filter this small makes the engine score those points exactly).
+        need_dense = [
+            i for i, h in hits.items() if dense_query is not None and h.dense_score is None
+        ]
+        need_sparse = [
+            i for i, h in hits.items() if sparse_query is not None and h.sparse_score is None
+        ]
+        follow_up = []
+        if need_dense:
+            follow_up.append(
+                qe.QueryRequest(
+                    limit=len(need_dense),
+                    query=qe.Query.Nearest(dense_query, using=DENSE),
+                    filter=qe.Filter(must=[_has_ids(need_dense)]),
+                    with_payload=False,
+                )
+            )
+        if need_sparse:
+            follow_up.append(
+                qe.QueryRequest(
+                    limit=len(need_sparse),
+                    query=qe.Query.Nearest(sparse_query, using=SPARSE),
+                    filter=qe.Filter(must=[_has_ids(need_sparse)]),
+                    params=idf,
+                    with_payload=False,
+                )
+            )
+        if follow_up:
+            extra = iter(self.shard.query_batch(qe.QueryBatchRequest(follow_up)))
+            if need_dense:
+                for point in next(extra):
+                    hits[point.id].dense_score = point.score
+            if need_sparse:
+                for point in next(extra):
+                    hits[point.id].sparse_score = point.score
+                for i in need_sparse:  # no shared term: BM25 scores it 0
+                    if hits[i].sparse_score is None:
+                        hits[i].sparse_score = 0.0
+        return list(hits.values())
+
+    def _dense_query(self, dense: np.ndarray | None) -> list[float] | None:
+        if dense is None:
+            return None
+        vector = np.asarray(dense, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.dim:
+            raise ValueError(f"expected a {self.dim}-dim query vector, got {vector.shape[0]}")
+        return vector.tolist()
+
+    def get(self, caller: Caller, ids: list[UUID]) -> list[StoredMemory]:
+        if not ids:
+            return []
+        records, _ = self.shard.scroll(
+            qe.ScrollRequest(
+                limit=len(ids),
+                filter=qe.Filter(must=[access_filter(caller), _has_ids(ids)]),
+                with_payload=True,
+            )
+        )
+        found = {record.id: memory_from_payload(record.payload) for record in records}
+        return [found[i] for i in dict.fromkeys(UUID(str(i)) for i in ids) if i in found]
+
+    def count(self, tenant: str | None = None) -> int:
+        flt = tenant_filter(tenant) if tenant is not None else None
+        return self.shard.count(qe.CountRequest(exact=True, filter=flt))
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def optimize(self) -> None:
+        self.shard.optimize()
+
+    def flush(self) -> None:
+        self.shard.flush()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.shard.close()
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,447 @@
+"""The Qdrant server backend (`qdrant-client`): same payload, same filters as the Edge one.
+
+Collections are versioned behind an alias: data lives in `<name>_v<N>` and `<name>` is an
+alias for the live one, so a replay fills `<name>_v<N+1>` (`create_version`, then
+`at(version)` to write it) while `<name>` serves, and `swap` moves the alias atomically.
+A store opened on the alias follows the swap at once (the server resolves it per request).
+
+`QdrantClient(":memory:")` or `path=` (local mode) runs the same code path in pure Python:
+for tests and small data only.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from memstream.store.base import (
+    DATETIME_FIELDS,
+    DENSE,
+    KEYWORD_FIELDS,
+    SPARSE,
+    Caller,
+    Hit,
+    Sparse,
+    StoredMemory,
+    memory_from_payload,
+    memory_to_payload,
+)
+
+UPSERT_BATCH = 512
+
+
+# --- filters (mirror memstream.store.edge) -------------------------------------------------
+
+
+def _match(key: str, value: str) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _any(key: str, values: Iterable[str]) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchAny(any=sorted(set(values))))
+
+
+def _has_ids(ids: Iterable[UUID | str]) -> models.HasIdCondition:
+    return models.HasIdCondition(has_id=sorted({str(i) for i in ids}))
+
+
+def tenant_filter(tenant: str) -> models.Filter:
+    return models.Filter(must=[_match("tenant", tenant)])
+
+
+def access_filter(caller: Caller) -> models.Filter:
+    """What `caller.may_see` allows, as a filter: built from the caller's identity only."""
+    visible: list[Any] = [
+        _any("scope", ["tenant", "public"]),
+        models.Filter(must=[_match("scope", "private"), _match("agent_id", caller.agent_id)]),
+    ]
+    if caller.teams:
+        visible.append(_any("scope", (f"team:{team}" for team in caller.teams)))
+    return models.Filter(must=[_match("tenant", caller.tenant), models.Filter(should=visible)])
+
+
+def valid_filter(at: datetime) -> models.Filter:
+    """valid_from (ts when unset) <= at, and valid_to unset or > at."""
+    t = at.isoformat()
+    started = models.Filter(
+        should=[
+            models.FieldCondition(key="valid_from", range=models.DatetimeRange(lte=t)),
+            models.Filter(
+                must=[
+                    models.IsEmptyCondition(is_empty=models.PayloadField(key="valid_from")),
+                    models.FieldCondition(key="ts", range=models.DatetimeRange(lte=t)),
+                ]
+            ),
+        ]
+    )
+    not_ended = models.Filter(
+        should=[
+            models.IsEmptyCondition(is_empty=models.PayloadField(key="valid_to")),
+            models.FieldCondition(key="valid_to", range=models.DatetimeRange(gt=t)),
+        ]
+    )
+    return models.Filter(must=[started, not_ended])
+
+
+def search_filter(
+    caller: Caller,
+    valid_at: datetime | None = None,
+    topics: list[str] | None = None,
+    tags: list[str] | None = None,
+    agents: list[str] | None = None,
+) -> models.Filter:
+    must: list[Any] = [access_filter(caller)]
+    if valid_at is not None:
+        must.append(valid_filter(valid_at))
+    if topics:
+        must.append(_any("topic", topics))
+    if tags:
+        must.append(_any("tags", tags))
+    if agents:
+        must.append(_any("agent_id", agents))
+    return models.Filter(must=must)
+
+
+def _sparse(vector: Sparse) -> models.SparseVector:
+    return models.SparseVector(
+        indices=list(vector.indices), values=[float(v) for v in vector.values]
+    )
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class QdrantServerStore:
+    """`MemoryStore` on a Qdrant server collection (or alias) through `qdrant-client`.
+
+    `collection` names an alias (created with `<collection>_v1` behind it when neither
+    exists) or a concrete collection (e.g. `memories_v2` during a replay)."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str = "memories",
+        *,
+        dim: int = 384,
+        close_client: bool = False,
+    ) -> None:
+        self.client = client
+        self.collection = collection
+        self.dim = dim
+        self.close_client = close_client
+        if collection not in self._aliases() and not client.collection_exists(collection):
+            version = self.create_version()
+            self.swap(version)
+
+    # --- versions --------------------------------------------------------------------------
+
+    def _aliases(self) -> dict[str, str]:
+        return {
+            alias.alias_name: alias.collection_name for alias in self.client.get_aliases().aliases
+        }
+
+    def version_name(self, version: int) -> str:
+        return f"{self.collection}_v{version}"
+
+    def versions(self) -> list[int]:
+        pattern = re.compile(rf"^{re.escape(self.collection)}_v(\d+)$")
+        found = []
+        for description in self.client.get_collections().collections:
+            match = pattern.match(description.name)
+            if match:
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def live_version(self) -> int | None:
+        target = self._aliases().get(self.collection)
+        if target is None:
+            return None
+        match = re.fullmatch(rf"{re.escape(self.collection)}_v(\d+)", target)
+        return int(match.group(1)) if match else None
+
+    def create_version(self) -> int:
+        """Create `<collection>_v<N+1>` (empty, with the schema and indexes); returns N+1."""
+        versions = self.versions()
+        version = (versions[-1] if versions else 0) + 1
+        self._create_collection(self.version_name(version))
+        return version
+
+    def swap(self, version: int) -> None:
+        """Point the alias at `<collection>_v<version>`, atomically (one alias request)."""
+        operations: list[Any] = []
+        if self.collection in self._aliases():
+            operations.append(
+                models.DeleteAliasOperation(
+                    delete_alias=models.DeleteAlias(alias_name=self.collection)
+                )
+            )
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(
+                    collection_name=self.version_name(version), alias_name=self.collection
+                )
+            )
+        )
+        self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def at(self, version: int) -> QdrantServerStore:
+        """A store writing to one version directly (shares this client)."""
+        return QdrantServerStore(self.client, self.version_name(version), dim=self.dim)
+
+    def _create_collection(self, name: str) -> None:
+        self.client.create_collection(
+            collection_name=name,
+            vectors_config={
+                DENSE: models.VectorParams(
+                    size=self.dim,
+                    distance=models.Distance.COSINE,
+                    datatype=models.Datatype.FLOAT16,
+                    hnsw_config=models.HnswConfigDiff(m=16, ef_construct=100),
+                    quantization_config=models.ScalarQuantization(
+                        scalar=models.ScalarQuantizationConfig(
+                            type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+                        )
+                    ),
+                )
+            },
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        )
+        indexes: list[tuple[str, Any]] = [
+            (
+                "tenant",
+                models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+            )
+        ]
+        indexes += [(f, models.PayloadSchemaType.KEYWORD) for f in KEYWORD_FIELDS if f != "tenant"]
+        indexes += [(f, models.PayloadSchemaType.DATETIME) for f in DATETIME_FIELDS]
+        with warnings.catch_warnings():  # local mode ignores them, and says so
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            for field_name, schema in indexes:
+                self.client.create_payload_index(name, field_name=field_name, field_schema=schema)
+
+    # --- writes --------------------------------------------------------------------------
+
+    def upsert(self, memories: list[StoredMemory], dense: np.ndarray, sparse: list[Sparse]) -> None:
+        dense = np.asarray(dense, dtype=np.float32)
+        if len(memories) != len(dense) or len(memories) != len(sparse):
+            raise ValueError(
+                f"{len(memories)} memories, {len(dense)} dense and {len(sparse)} sparse vectors"
+            )
+        if len(memories) and dense.shape[1] != self.dim:
+            raise ValueError(f"expected ({len(memories)}, {self.dim}) vectors, got {dense.shape}")
+        for start in range(0, len(memories), UPSERT_BATCH):
+            end = start + UPSERT_BATCH
+            points = []
+            for memory, vector, lexical in zip(
+                memories[start:end], dense[start:end].tolist(), sparse[start:end], strict=True
+            ):
+                vectors: dict[str, Any] = {DENSE: vector}
+                if lexical.indices:
+                    vectors[SPARSE] = _sparse(lexical)
+                points.append(
+                    models.PointStruct(
+                        id=str(memory.memory_id), vector=vectors, payload=memory_to_payload(memory)
+                    )
+                )
+            self.client.upsert(self.collection, points=points, wait=True)
+
+    def _tenant_points(self, tenant: str, ids: list[UUID]) -> models.Filter:
+        return models.Filter(must=[_match("tenant", tenant), _has_ids(ids)])
+
+    def _payload(self, tenant: str, memory_id: UUID) -> dict[str, Any] | None:
+        records, _ = self.client.scroll(
+            self.collection,
+            scroll_filter=self._tenant_points(tenant, [memory_id]),
+            limit=1,
+            with_payload=True,
+        )
+        return records[0].payload if records else None
+
+    def add_provenance(self, tenant: str, original: UUID, entry: dict[str, str]) -> bool:
+        """Append `entry` to the original's provenance; idempotent (see EdgeStore)."""
+        payload = self._payload(tenant, original)
+        if payload is None:
+            return False
+        provenance = list(payload.get("provenance") or [])
+        if dict(entry) not in provenance:
+            provenance.append(dict(entry))
+            self.client.set_payload(
+                self.collection,
+                payload={"provenance": provenance},
+                points=[str(original)],
+                wait=True,
+            )
+        return True
+
+    def supersede(self, tenant: str, memory_id: UUID, valid_to: datetime) -> bool:
+        if self._payload(tenant, memory_id) is None:
+            return False
+        self.client.set_payload(
+            self.collection,
+            payload={"valid_to": valid_to.isoformat()},
+            points=[str(memory_id)],
+            wait=True,
+        )
+        return True
+
+    def delete(self, tenant: str, ids: list[UUID]) -> int:
+        if not ids:
+            return 0
+        selected = self._tenant_points(tenant, ids)
+        found = self.client.count(self.collection, count_filter=selected, exact=True).count
+        if found:
+            self.client.delete(
+                self.collection, points_selector=models.FilterSelector(filter=selected), wait=True
+            )
+        return found
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        caller: Caller,
+        *,
+        dense: np.ndarray | None = None,
+        sparse: Sparse | None = None,
+        limit: int = 50,
+        valid_at: datetime | None = None,
+        topics: list[str] | None = None,
+        tags: list[str] | None = None,
+        agents: list[str] | None = None,
+    ) -> list[Hit]:
+        if limit <= 0:
+            return []
+        flt = search_filter(caller, valid_at, topics, tags, agents)
+        dense_query = self._dense_query(dense)
+        sparse_query = _sparse(sparse) if sparse is not None and sparse.indices else None
+        idf = models.SearchParams(idf=models.IdfCorpusParams(corpus=tenant_filter(caller.tenant)))
+        requests = []
+        if dense_query is not None:
+            requests.append(
+                models.QueryRequest(
+                    query=dense_query, using=DENSE, filter=flt, limit=limit, with_payload=True
+                )
+            )
+        if sparse_query is not None:
+            requests.append(
+                models.QueryRequest(
+                    query=sparse_query,
+                    using=SPARSE,
+                    filter=flt,
+                    limit=limit,
+                    with_payload=True,
+                    params=idf,
+                )
+            )
+        if not requests:
+            return []
+        results = iter(self.client.query_batch_points(self.collection, requests=requests))
+        dense_points = next(results).points if dense_query is not None else []
+        sparse_points = next(results).points if sparse_query is not None else []
+
+        hits: dict[UUID, Hit] = {}
+        for point in dense_points:
+            hits[UUID(str(point.id))] = Hit(
+                memory_from_payload(point.payload or {}), dense_score=point.score
+            )
+        for point in sparse_points:
+            key = UUID(str(point.id))
+            hit = hits.get(key)
+            if hit is None:
+                hits[key] = Hit(memory_from_payload(point.payload or {}), sparse_score=point.score)
+            else:
+                hit.sparse_score = point.score
+        need_dense = [
+            i for i, h in hits.items() if dense_query is not None and h.dense_score is None
+        ]
+        need_sparse = [
+            i for i, h in hits.items() if sparse_query is not None and h.sparse_score is None
+        ]
+        follow_up = []
+        if need_dense:
+            follow_up.append(
+                models.QueryRequest(
+                    query=dense_query,
+                    using=DENSE,
+                    filter=models.Filter(must=[_has_ids(need_dense)]),
+                    limit=len(need_dense),
+                    with_payload=False,
+                )
+            )
+        if need_sparse:
+            follow_up.append(
+                models.QueryRequest(
+                    query=sparse_query,
+                    using=SPARSE,
+                    filter=models.Filter(must=[_has_ids(need_sparse)]),
+                    limit=len(need_sparse),
+                    params=idf,
+                    with_payload=False,
+                )
+            )
+        if follow_up:
+            extra = iter(self.client.query_batch_points(self.collection, requests=follow_up))
+            if need_dense:
+                for point in next(extra).points:
+                    hits[UUID(str(point.id))].dense_score = point.score
+            if need_sparse:
+                for point in next(extra).points:
+                    hits[UUID(str(point.id))].sparse_score = point.score
+                for i in need_sparse:
+                    if hits[i].sparse_score is None:
+                        hits[i].sparse_score = 0.0
+        return list(hits.values())
+
+    def _dense_query(self, dense: np.ndarray | None) -> list[float] | None:
+        if dense is None:
+            return None
+        vector = np.asarray(dense, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.dim:
+            raise ValueError(f"expected a {self.dim}-dim query vector, got {vector.shape[0]}")
+        return vector.tolist()
+
+    def get(self, caller: Caller, ids: list[UUID]) -> list[StoredMemory]:
+        if not ids:
+            return []
+        records, _ = self.client.scroll(
+            self.collection,
+            scroll_filter=models.Filter(must=[access_filter(caller), _has_ids(ids)]),
+            limit=len(ids),
+            with_payload=True,
+        )
+        found = {UUID(str(r.id)): memory_from_payload(r.payload or {}) for r in records}
+        return [found[i] for i in dict.fromkeys(UUID(str(i)) for i in ids) if i in found]
+
+    def count(self, tenant: str | None = None) -> int:
+        flt = tenant_filter(tenant) if tenant is not None else None
+        return self.client.count(self.collection, count_filter=flt, exact=True).count
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def optimize(self) -> None:
+        """Nothing to do: the server builds indexes in the background."""
+
+    def close(self) -> None:
+        if self.close_client:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.client.close()
+
+    def __enter__(self) -> QdrantServerStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
