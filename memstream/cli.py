@@ -303,6 +303,44 @@ def bench_store(
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+@eval_app.command("pii")
+def eval_pii(
+    dataset: Annotated[
+        Path, typer.Option(help="presidio-research format JSON", exists=True, dir_okay=False)
+    ],
+    tier: Annotated[
+        str, typer.Option(help="full (Presidio + spaCy + patterns) or fast (patterns)")
+    ] = "full",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Span precision/recall/F2 per entity type and overall, and leak_rate after redaction."""
+    from memstream.eval.pii import run_pii_eval
+
+    _settings()
+    result = run_pii_eval(dataset, tier=tier)  # type: ignore[arg-type]
+    if save:
+        result["saved_to"] = str(_save_result("eval-pii", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@bench_app.command("privacy")
+def bench_privacy(
+    texts: Annotated[int, typer.Option(help="texts per tier")] = 500,
+    dataset: Annotated[Path | None, typer.Option(help="sample texts from this PII dataset")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Texts/s of each PII detection tier."""
+    from memstream.bench.privacy import run_privacy_bench
+
+    _settings()
+    result = run_privacy_bench(texts=texts, dataset=dataset)
+    if save:
+        result["saved_to"] = str(_save_result("privacy", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
 @app.command()
 def doctor() -> None:
     """What this machine offers memstream: Python, ONNX Runtime providers, models, brokers."""
