@@ -30,12 +30,12 @@ integration: install
 	$(BIN)/pytest tests/integration
 
 lint: install
-	$(BIN)/ruff check memstream tests
-	$(BIN)/ruff format --check memstream tests
+	$(BIN)/ruff check memstream tests examples
+	$(BIN)/ruff format --check memstream tests examples
 
 format: install
-	$(BIN)/ruff check --fix memstream tests
-	$(BIN)/ruff format memstream tests
+	$(BIN)/ruff check --fix memstream tests examples
+	$(BIN)/ruff format memstream tests examples
 
 schemas: install
 	$(BIN)/memstream schemas export

@@ -79,11 +79,17 @@ def worker(
     bootstrap: Annotated[
         str | None, typer.Option(help="host:port[,...]; default MEMSTREAM_KAFKA_BOOTSTRAP")
     ] = None,
+    serve: Annotated[bool, typer.Option(help="also serve the HTTP API from this worker")] = False,
+    port: Annotated[int | None, typer.Option(help="HTTP API port (default 8700)")] = None,
 ) -> None:
     """Run the stream processors (validate -> indexed / dead-letter) until SIGINT/SIGTERM."""
     from memstream.streams.worker import run_worker
 
     settings = _settings()
+    if serve:
+        settings = settings.model_copy(
+            update={"serve": True, "web_port": port or settings.web_port}
+        )
     bootstrap = bootstrap or settings.kafka_bootstrap
     if not bootstrap:
         raise _fail(
@@ -96,16 +102,19 @@ def worker(
 def up(
     demo: Annotated[bool, typer.Option(help="publish a few demo memories once ready")] = False,
     broker_kind: Annotated[str | None, typer.Option("--broker", help="tansu or kafka")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP API port (default 8700)")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the pipeline")] = 120,
 ) -> None:
     """Start the embedded stack (broker, topics, worker); prints `ready <url>`; Ctrl-C stops it."""
-    from memstream.stack import Stack
+    from memstream.stack import Stack, wait_for_http
     from memstream.streams.probe import wait_until_ready
 
     settings = _settings()
     stop = _stop_on_signal()
     if broker_kind:
         settings = settings.model_copy(update={"broker_kind": broker_kind})
+    if port:
+        settings = settings.model_copy(update={"web_port": port})
     try:
         stack = Stack(settings).start()
     except (BrokerUnavailable, ValueError) as err:
@@ -116,17 +125,48 @@ def up(
             seconds = wait_until_ready(stack.bootstrap, timeout)
         except TimeoutError as err:
             raise _fail(f"{err}; see {settings.data_dir / 'worker.log'}") from err
-        typer.echo(f"pipeline answered in {seconds:.1f}s")
+        url = f"http://{settings.api_host}:{settings.web_port}"
+        try:
+            wait_for_http(f"{url}/healthz", timeout)
+        except TimeoutError as err:
+            raise _fail(f"{err}; see {settings.data_dir / 'worker.log'}") from err
+        typer.echo(f"pipeline answered in {seconds:.1f}s; kafka at {stack.bootstrap}")
         if demo:
             from memstream.demo import run_demo
 
             asyncio.run(run_demo(stack.bootstrap))
-        typer.echo(f"ready kafka://{stack.bootstrap}")
+        typer.echo(f"ready {url}")
         sys.stdout.flush()
         stop.wait()
         typer.echo("stopping")
     finally:
         stack.stop()
+
+
+token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    tenant: Annotated[str, typer.Option(help="the tenant the token acts in")],
+    agent: Annotated[str, typer.Option(help="the agent id the token acts as")],
+    team: Annotated[
+        list[str] | None, typer.Option(help="a team the agent belongs to (repeat)")
+    ] = None,
+    clearance: Annotated[
+        list[str] | None, typer.Option(help="e.g. pii: may see personal data")
+    ] = None,
+) -> None:
+    """Print a new token for this identity, and nothing else (only its hash is kept)."""
+    from memstream.services.auth import TokenStore
+
+    settings = Settings()
+    store = TokenStore(settings.data_dir / "tokens.db")
+    try:
+        typer.echo(store.create(tenant, agent, team or [], clearance or []))
+    except ValueError as err:
+        raise _fail(str(err)) from err
 
 
 @schemas_app.command("export")

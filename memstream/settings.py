@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     usefulness_weight: float = Field(default=0.1, ge=0)
     dense_weight: float = Field(default=0.5, ge=0)
     web_port: int = Field(default=8700, description="HTTP API port of `memstream up`")
+    api_host: str = Field(default="127.0.0.1", description="where the HTTP API listens")
+    serve: bool = Field(default=False, description="serve the HTTP API from the worker")
     log_level: str = Field(default="INFO")
     log_format: Literal["json", "console"] = Field(default="json")
 

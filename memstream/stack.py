@@ -71,7 +71,13 @@ class Stack:
                 replication_factor=settings.replication_factor,
             )
         )
-        self.worker = spawn_worker(self.broker.bootstrap, log_path=settings.data_dir / "worker.log")
+        self.worker = spawn_worker(
+            self.broker.bootstrap,
+            log_path=settings.data_dir / "worker.log",
+            MEMSTREAM_SERVE="true",
+            MEMSTREAM_WEB_PORT=str(settings.web_port),
+            MEMSTREAM_DATA_DIR=str(settings.data_dir),
+        )
         return self
 
     def stop(self) -> None:
@@ -92,3 +98,19 @@ class Stack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def wait_for_http(url: str, timeout: float) -> None:
+    """Poll `url` until it answers 200 (TimeoutError otherwise)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")

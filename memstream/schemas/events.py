@@ -129,6 +129,12 @@ class SubscriptionPayload(_Model):
     expires_at: Timestamp | None = None
     include_own: bool = False
     active: bool = True
+    teams: list[str] = Field(
+        default_factory=list, description="the subscriber's teams, from its token (set by the API)"
+    )
+    clearance: list[str] = Field(
+        default_factory=list, description="the subscriber's clearances, e.g. pii (set by the API)"
+    )
 
 
 class DeliveryPayload(_Model):
@@ -142,6 +148,8 @@ class DeliveryPayload(_Model):
     source_agent: Slug
     memory_scope: Scope
     tags: list[Tag] = Field(default_factory=list)
+    topic: str | None = None
+    redacted: bool = Field(default=False, description="PII was replaced for this recipient")
 
 
 class ErasurePayload(_Model):

@@ -79,3 +79,23 @@ async def broker_is_tansu(bootstrap: str) -> bool:
         return await is_tansu(admin)
     finally:
         await admin.close()
+
+
+_partition_counts: dict[tuple[str, str], int] = {}
+
+
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """Partitions of `topic` (cached: memstream never changes them while running)."""
+    cached = _partition_counts.get((bootstrap, topic))
+    if cached:
+        return cached
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    count = len(description["partitions"])
+    if count:
+        _partition_counts[(bootstrap, topic)] = count
+    return max(count, 1)

@@ -25,6 +25,7 @@ from memstream.models.registry import HotSwapScorer, ModelRegistry
 from memstream.models.reputation import ReputationBook
 from memstream.schemas.events import Feedback, Indexed, Memory, Observation
 from memstream.schemas.topics import DEAD_LETTER, FEEDBACK, INDEXED, INPUT_KINDS
+from memstream.services.runtime import WorkerServices, attach_api
 from memstream.settings import Settings
 from memstream.store.sink import write_records
 from memstream.streams.enrich import ModelStage
@@ -140,6 +141,10 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     store = open_store(settings.store_location())
     optimizer = _Optimizer(store)
     app.memstream_store = store  # type: ignore[attr-defined]
+    services = WorkerServices(
+        app, bootstrap, store, stage.embedder, executor, settings.ranking_weights()
+    )
+    app.memstream_services = services  # type: ignore[attr-defined]
     atexit.register(store.close)  # flushes the shard when the worker exits
 
     async def reject(err: InvalidEvent, stage_name: str, msg: faust.types.Message) -> None:
@@ -154,6 +159,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             value=msg.value,
         )
         await dead.send(key=msg.key, value=letter.to_json())
+        services.note_dead_letter(letter.tenant)
         log.warning(
             "event rejected",
             stage=stage_name,
@@ -192,6 +198,9 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 # same points (ids are memory ids), so nothing is lost or doubled
                 await loop.run_in_executor(executor, write_records, store, stored)
                 await loop.run_in_executor(executor, optimizer.maybe_optimize, len(stored))
+                fresh = [r for r in stored if r.payload.duplicate_of is None]
+                deliveries = await loop.run_in_executor(executor, services.match, fresh)
+                await services.send_deliveries(deliveries)
             for (msg, parsed), result in zip(valid, results, strict=True):
                 if isinstance(result, InvalidEvent):
                     await reject(result, MODEL_STAGE, msg)
@@ -202,6 +211,20 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 await producer.send(
                     INDEXED.name, str(parsed.event_id).encode(), result.to_json(), None, None, None
                 )
+
+    @app.task
+    async def subscriptions() -> None:
+        await services.follow_subscriptions()
+
+    if settings.serve:
+        attach_api(
+            app,
+            services,
+            settings.data_dir,
+            settings.api_host,
+            settings.web_port,
+            settings.max_event_bytes,
+        )
 
     if settings.learner_enabled:
         learner = FeedbackLearner(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from memstream.broker import BrokerHandle
-from memstream.stack import spawn_worker, stop_process
+from memstream.broker.base import free_port
+from memstream.services.auth import TokenStore
+from memstream.stack import spawn_worker, stop_process, wait_for_http
 from memstream.streams.admin import ensure_topics
 from memstream.streams.probe import probe_pipeline
 
@@ -30,14 +33,36 @@ def topics(broker: BrokerHandle) -> BrokerHandle:
     return broker
 
 
+@dataclass(frozen=True)
+class Worker:
+    """The session's `memstream worker --serve`: its data dir and HTTP API."""
+
+    data_dir: Path
+    url: str
+
+    def token(
+        self,
+        tenant: str,
+        agent: str,
+        teams: list[str] | None = None,
+        clearance: list[str] | None = None,
+    ) -> str:
+        return TokenStore(self.data_dir / "tokens.db").create(
+            tenant, agent, teams or [], clearance or []
+        )
+
+
 @pytest.fixture(scope="session")
-def worker(topics: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One `memstream worker` process; yields its data dir (its log is `worker.log` there)."""
+def worker(topics: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """One `memstream worker` process serving the API; its log is `worker.log` in data_dir."""
     data_dir = tmp_path_factory.mktemp("worker")
     log = data_dir / "worker.log"
+    port = free_port()
     proc = spawn_worker(
         topics.bootstrap,
         log_path=log,
+        MEMSTREAM_SERVE="true",
+        MEMSTREAM_WEB_PORT=str(port),
         MEMSTREAM_LOG_LEVEL="WARNING",
         MEMSTREAM_DATA_DIR=str(data_dir),
         # small numbers so a test sees the learner publish and the worker swap models
@@ -50,7 +75,8 @@ def worker(topics: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> It
     except TimeoutError:
         stop_process(proc)
         pytest.fail(f"worker never indexed the probe; log:\n{log.read_text()[-4000:]}")
-    yield data_dir
+    wait_for_http(f"http://127.0.0.1:{port}/healthz", 60)
+    yield Worker(data_dir, f"http://127.0.0.1:{port}")
     assert proc.poll() is None, f"worker died during the tests; log:\n{log.read_text()[-4000:]}"
     stop_process(proc)
 

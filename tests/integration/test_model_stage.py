@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import uuid
-from pathlib import Path
 
 import numpy as np
 
@@ -16,7 +15,7 @@ from memstream.broker import BrokerHandle
 from memstream.models.compression import BYTES_PER_VECTOR, CODEC_NAME, decode_vector
 from memstream.models.embedding import OnnxEmbedder
 from memstream.schemas.topics import INDEXED
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import Worker, read_topic
 
 
 async def _indexed(bootstrap: str, ids: set[str], timeout: float = 90) -> dict[str, dict]:
@@ -31,7 +30,7 @@ async def _indexed(bootstrap: str, ids: set[str], timeout: float = 90) -> dict[s
 
 
 async def test_memories_are_embedded_valued_and_compressed(
-    broker: BrokerHandle, worker: Path
+    broker: BrokerHandle, worker: Worker
 ) -> None:
     tenant = f"models-{uuid.uuid4().hex[:6]}"
     texts = [
@@ -63,7 +62,7 @@ async def test_memories_are_embedded_valued_and_compressed(
 
 
 async def test_feedback_trains_a_model_that_the_worker_swaps_in(
-    broker: BrokerHandle, worker: Path
+    broker: BrokerHandle, worker: Worker
 ) -> None:
     """The worker fixture runs with learner_min_labels=8: eight labels publish version 1."""
     tenant = f"learn-{uuid.uuid4().hex[:6]}"
@@ -76,7 +75,7 @@ async def test_feedback_trains_a_model_that_the_worker_swaps_in(
         for i, memory_id in enumerate(ids):
             await client.publish_feedback(memory_id, "helped" if i % 2 else "wrong")
 
-    registry = worker / "models" / "valuation"
+    registry = worker.data_dir / "models" / "valuation"
     for _ in range(120):
         if (registry / "CURRENT").exists():
             break

@@ -13,14 +13,13 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
 from memstream.broker import BrokerHandle
 from memstream.schemas import Memory, Observation
 from memstream.schemas.topics import DEAD_LETTER, INDEXED, MEMORIES, OBSERVATIONS
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import Worker, read_topic
 
 
 def _memory(text: str = "a shared fact") -> Memory:
@@ -122,7 +121,7 @@ async def _publish(
 
 
 async def test_thousand_events_each_end_in_indexed_or_dead_letter_exactly_once(
-    broker: BrokerHandle, worker: Path
+    broker: BrokerHandle, worker: Worker
 ) -> None:
     run = uuid.uuid4().hex[:8]
     names = _mix(1000, seed=7)

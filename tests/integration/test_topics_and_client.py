@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -11,7 +10,7 @@ from memstream import Client
 from memstream.broker import BrokerHandle
 from memstream.schemas.topics import CATALOGUE, FEEDBACK, INDEXED, OBSERVATIONS, SUBSCRIPTIONS
 from memstream.streams.admin import ensure_topics
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import Worker, read_topic
 
 
 async def test_topics_are_created_once_and_compacted_where_supported(topics: BrokerHandle) -> None:
@@ -32,7 +31,7 @@ async def test_topics_are_created_once_and_compacted_where_supported(topics: Bro
 
 
 async def test_client_publishes_each_kind_to_its_topic_keyed_as_catalogued(
-    broker: BrokerHandle, worker: Path
+    broker: BrokerHandle, worker: Worker
 ) -> None:
     agent = f"agent-{uuid.uuid4().hex[:8]}"
     async with Client(broker.bootstrap, tenant="sdk", agent_id=agent) as client:

@@ -1,0 +1,101 @@
+"""Bearer tokens that carry an identity (tenant, agent, teams, clearance).
+
+A token is `ms_<id>_<secret>`: the id finds the row, the secret is checked against its
+SHA-256 with `hmac.compare_digest` (constant time). Only the hash is stored, so a stolen
+token file yields no usable token. Secrets are 256 random bits, so a plain hash suffices
+(no password stretching needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from memstream.store.base import Caller
+
+_SCHEMA = """
+create table if not exists tokens (
+    id text primary key,
+    secret_sha256 text not null,
+    tenant text not null,
+    agent_id text not null,
+    teams text not null,
+    clearance text not null,
+    created_at text not null,
+    revoked integer not null default 0
+)
+"""
+
+
+class InvalidToken(Exception):
+    """Missing, malformed, unknown, revoked or wrong token: all answered the same way."""
+
+
+class TokenStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def create(
+        self,
+        tenant: str,
+        agent_id: str,
+        teams: list[str] | None = None,
+        clearance: list[str] | None = None,
+    ) -> str:
+        """A new token for this identity; the only time its secret exists in clear."""
+        from pydantic import TypeAdapter
+
+        from memstream.schemas.events import Slug
+
+        slug = TypeAdapter(Slug)
+        slug.validate_python(tenant)
+        slug.validate_python(agent_id)
+        for team in teams or []:
+            slug.validate_python(team)
+        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        with self._lock:
+            self._db.execute(
+                "insert into tokens values (?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    token_id,
+                    hashlib.sha256(secret.encode()).hexdigest(),
+                    tenant,
+                    agent_id,
+                    json.dumps(sorted(set(teams or []))),
+                    json.dumps(sorted(set(clearance or []))),
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+        return f"ms_{token_id}_{secret}"
+
+    def verify(self, token: str | None) -> Caller:
+        """The caller a token stands for, or InvalidToken."""
+        if not token or not token.startswith("ms_") or token.count("_") < 2:
+            raise InvalidToken("a bearer token is required")
+        _, token_id, secret = token.split("_", 2)
+        with self._lock:
+            row = self._db.execute(
+                "select secret_sha256, tenant, agent_id, teams, clearance, revoked from tokens where id = ?",
+                (token_id,),
+            ).fetchone()
+        expected = row[0] if row else "0" * 64
+        ok = hmac.compare_digest(hashlib.sha256(secret.encode()).hexdigest(), expected)
+        if row is None or not ok or row[5]:
+            raise InvalidToken("invalid token")
+        return Caller(row[1], row[2], frozenset(json.loads(row[3])), frozenset(json.loads(row[4])))
+
+    def revoke(self, token: str) -> bool:
+        token_id = token.split("_", 2)[1] if token.count("_") >= 2 else ""
+        with self._lock:
+            cursor = self._db.execute("update tokens set revoked = 1 where id = ?", (token_id,))
+        return cursor.rowcount > 0

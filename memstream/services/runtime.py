@@ -1,0 +1,208 @@
+"""The services inside a worker process: subscriptions, matching, the HTTP API server.
+
+In the embedded stack the worker owns the Qdrant Edge shard (one writer per directory), so
+search, matching and the API live in the same process and reach the store through the
+worker's single model/store thread. With a Qdrant server the same code runs in any number
+of processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+import numpy as np
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import Counter
+
+from memstream.logging import get_logger
+from memstream.models.compression import decode_vectors
+from memstream.models.embedding import Embedder
+from memstream.retrieval import RankingWeights, Retriever
+from memstream.retrieval.ranking import ScoredMemory
+from memstream.schemas.events import Delivery, Event, Indexed, Subscription
+from memstream.schemas.topics import DELIVERIES, SUBSCRIPTIONS
+from memstream.services.matcher import SubscriptionIndex
+from memstream.store.base import Caller, MemoryStore, StoredMemory
+
+log = get_logger("memstream.services")
+
+INDEXED_TOTAL = Counter("memstream_memories_indexed_total", "memories written to the store")
+DEAD_LETTERS = Counter("memstream_dead_letters_total", "events sent to the dead-letter topic")
+DELIVERED = Counter("memstream_deliveries_total", "deliveries produced")
+
+
+class WorkerServices:
+    """The `Backend` of the HTTP API, backed by this worker's store, models and producer."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        bootstrap: str,
+        store: MemoryStore,
+        embedder: Embedder,
+        executor: ThreadPoolExecutor,
+        weights: RankingWeights,
+    ) -> None:
+        self.app = app
+        self.bootstrap = bootstrap
+        self.store = store
+        self.embedder = embedder
+        self.executor = executor
+        self.retriever = Retriever(store, embedder, weights)
+        self.subscriptions = SubscriptionIndex(dim=embedder.dim)
+        self._owners: dict[str, tuple[str, str]] = {}
+        self.counts = {"indexed": 0, "dead_letter": 0, "deliveries": 0}
+        self.dead_by_tenant: dict[str, int] = {}
+
+    # --- Backend --------------------------------------------------------------------------
+    async def publish(self, topic: str, event: Event, key: str) -> None:
+        future = await self.app.producer.send(
+            topic, key.encode(), event.to_json(), None, None, None
+        )
+        await future  # acks=all: the event is on the log before we answer 202
+
+    async def search(self, caller: Caller, query: str, k: int) -> list[ScoredMemory]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, lambda: self.retriever.search(caller, query, k)
+        )
+
+    async def stats(self, caller: Caller) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        count = await loop.run_in_executor(self.executor, self.store.count, caller.tenant)
+        return {
+            "tenant": caller.tenant,
+            "memories_indexed": count,
+            "dead_letter": self.dead_by_tenant.get(caller.tenant, 0),
+            "subscriptions": sum(1 for t, _ in self._owners.values() if t == caller.tenant),
+            "worker": dict(self.counts),
+        }
+
+    def subscription_owner(self, subscription_id: str) -> tuple[str, str] | None:
+        return self._owners.get(subscription_id)
+
+    def visible_text(self, memory: StoredMemory, caller: Caller) -> str:
+        return memory.text
+
+    # --- pipeline hooks -------------------------------------------------------------------
+    def note_dead_letter(self, tenant: str) -> None:
+        self.counts["dead_letter"] += 1
+        self.dead_by_tenant[tenant] = self.dead_by_tenant.get(tenant, 0) + 1
+        DEAD_LETTERS.inc()
+
+    def match(self, records: list[Indexed]) -> list[Delivery]:
+        """Deliveries for newly stored memories (runs in the model/store thread)."""
+        self.counts["indexed"] += len(records)
+        INDEXED_TOTAL.inc(len(records))
+        if not records or not len(self.subscriptions):
+            return []
+        import base64
+
+        codes = np.frombuffer(
+            b"".join(base64.b64decode(r.payload.vector_b64) for r in records), dtype=np.uint8
+        ).reshape(len(records), -1)
+        vectors = decode_vectors(codes)
+        now = datetime.now(UTC)
+        deliveries = []
+        for record, vector in zip(records, vectors, strict=True):
+            deliveries.extend(self.subscriptions.match(record, vector, now))
+        self.counts["deliveries"] += len(deliveries)
+        DELIVERED.inc(len(deliveries))
+        return deliveries
+
+    def apply_subscription(self, subscription: Subscription) -> None:
+        """Add, replace or cancel one subscription (runs in the model/store thread)."""
+        query = subscription.payload.query
+        if isinstance(query, str):
+            vector = (
+                self.embedder.embed([query])[0]
+                if subscription.payload.active
+                else np.zeros(self.embedder.dim)
+            )
+        else:
+            vector = np.asarray(query, dtype=np.float32)
+            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        self.subscriptions.upsert(subscription, vector)
+        sub_id = subscription.payload.subscription_id
+        if subscription.payload.active:
+            self._owners[sub_id] = (subscription.tenant, subscription.agent_id)
+        else:
+            self._owners.pop(sub_id, None)
+
+    async def follow_subscriptions(self) -> None:
+        """Read every partition of `memstream.subscriptions` from the start, forever: each
+        worker holds all subscriptions, since any worker may index a matching memory."""
+        # no group: every partition is assigned to this consumer, read from the start
+        consumer = AIOKafkaConsumer(
+            SUBSCRIPTIONS.name,
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for messages in batches.values():
+                    for message in messages:
+                        try:
+                            subscription = Subscription.model_validate_json(message.value or b"")
+                        except ValueError as err:
+                            log.warning(
+                                "bad subscription event skipped",
+                                offset=message.offset,
+                                error=str(err)[:500],
+                            )
+                            continue
+                        await loop.run_in_executor(
+                            self.executor, self.apply_subscription, subscription
+                        )
+        finally:
+            await consumer.stop()
+
+    async def send_deliveries(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            await self.app.producer.send(
+                DELIVERIES.name,
+                delivery.payload.recipient.encode(),
+                delivery.to_json(),
+                None,
+                None,
+                None,
+            )
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the worker's event loop: Faust owns the signals, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def attach_api(
+    app: faust.App, services: WorkerServices, data_dir: Path, host: str, port: int, max_body: int
+) -> None:
+    """Serve the HTTP API from this worker (a Faust task)."""
+    from memstream.services.api import create_api
+    from memstream.services.auth import TokenStore
+
+    api = create_api(services, TokenStore(data_dir / "tokens.db"), max_body_bytes=max_body)
+
+    @app.task
+    async def serve_api() -> None:
+        server = EmbeddedServer(
+            uvicorn.Config(api, host=host, port=port, log_level="warning", lifespan="off")
+        )
+        log.info("api listening", url=f"http://{host}:{port}")
+        await server.serve()
