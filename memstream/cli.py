@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from memstream import cli_ops
 from memstream.broker import BrokerUnavailable, start_broker
 from memstream.logging import configure_logging
 from memstream.settings import Settings
@@ -29,6 +30,7 @@ app.add_typer(topics_app, name="topics")
 eval_app = typer.Typer(help="Quality evaluations on datasets.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
+cli_ops.register(app)
 
 
 def _settings() -> Settings:
@@ -141,6 +143,61 @@ def up(
         typer.echo("stopping")
     finally:
         stack.stop()
+
+
+@app.command()
+def erase(
+    tenant: Annotated[str, typer.Option(help="the tenant the subject's data lives in")],
+    subject: Annotated[
+        list[str], typer.Option(help="a personal value: name, email, phone... (repeat)")
+    ],
+    bootstrap: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
+) -> None:
+    """Forget a data subject: its key is deleted (sealed copies everywhere become
+    unreadable, replays included) and its memories are removed from the store."""
+    from memstream.privacy.keystore import subject_id
+    from memstream.schemas.events import Erasure, ErasurePayload
+    from memstream.schemas.topics import ERASURES
+    from memstream.streams.privacy_stage import load_master_key
+
+    settings = _settings()
+    bootstrap = bootstrap or settings.kafka_bootstrap
+    if not bootstrap:
+        raise _fail("no broker: pass --bootstrap or set MEMSTREAM_KAFKA_BOOTSTRAP")
+    master = load_master_key(settings.data_dir, settings.master_key)
+    events = [
+        Erasure(
+            tenant=tenant,
+            agent_id="memstream-cli",
+            payload=ErasurePayload(subject_id=subject_id(tenant, value, master)),
+        )
+        for value in subject
+    ]
+
+    async def send() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for event in events:
+                await producer.send_and_wait(
+                    ERASURES.name, event.to_json(), key=event.payload.subject_id.encode()
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    typer.echo(
+        json.dumps(
+            {
+                "erasures": [
+                    {"subject_id": e.payload.subject_id, "event_id": str(e.event_id)}
+                    for e in events
+                ]
+            }
+        )
+    )
 
 
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
@@ -431,6 +488,54 @@ def eval_compression(
     result = run_compression_eval(dataset, k=k)
     if save:
         result["saved_to"] = str(_save_result("eval-compression", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@bench_app.command("replay")
+def bench_replay(
+    events: Annotated[int, typer.Option(help="events in the archive to replay")] = 100_000,
+    embed_cap: Annotated[
+        int, typer.Option(help="events for the run with embedding (slow)")
+    ] = 5_000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Replay events/s from an archive: with embedding (memories) and without (indexed)."""
+    from memstream.bench.replay import run_replay_bench
+
+    _settings()
+    result = run_replay_bench(events, embed_cap=embed_cap)
+    if save:
+        result["saved_to"] = str(_save_result("replay", result))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@bench_app.command("push")
+def bench_push(
+    rates: Annotated[str, typer.Option(help="memories/s to publish, comma-separated")] = "50,200",
+    subscriptions: Annotated[int, typer.Option()] = 100,
+    seconds: Annotated[float, typer.Option(help="seconds per rate")] = 20.0,
+    matcher_sizes: Annotated[
+        str, typer.Option(help="subscriptions for the matcher run")
+    ] = "1000,10000",
+    broker_kind: Annotated[str, typer.Option("--broker", help="tansu or kafka")] = "tansu",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Publish-to-push latency p50/p99 per rate, and matcher throughput per subscription count."""
+    from memstream.bench.push import run_push_bench
+
+    _settings()
+    result = run_push_bench(
+        tuple(int(r) for r in rates.split(",")),
+        subscriptions,
+        seconds,
+        tuple(int(m) for m in matcher_sizes.split(",")),
+        broker_kind,
+        progress=not as_json,
+    )
+    if save:
+        result["saved_to"] = str(_save_result("push", result))
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 

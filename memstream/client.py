@@ -9,6 +9,8 @@ field from a `ValidationError` instead of a dead letter. Produces use `acks=all`
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -16,6 +18,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaProducer
 
 from memstream.schemas.events import (
+    Delivery,
     Event,
     Feedback,
     FeedbackPayload,
@@ -23,8 +26,18 @@ from memstream.schemas.events import (
     MemoryPayload,
     Observation,
     ObservationPayload,
+    Subscription,
+    SubscriptionFilters,
+    SubscriptionPayload,
+    new_event_id,
 )
-from memstream.schemas.topics import FEEDBACK, MAX_EVENT_BYTES, MEMORIES, OBSERVATIONS
+from memstream.schemas.topics import (
+    FEEDBACK,
+    MAX_EVENT_BYTES,
+    MEMORIES,
+    OBSERVATIONS,
+    SUBSCRIPTIONS,
+)
 
 
 class EventTooLarge(ValueError):
@@ -144,6 +157,65 @@ class Client:
         )  # type: ignore[arg-type]
         event = Feedback(**self._envelope("tenant", None, None), payload=payload)
         return await self.publish(FEEDBACK.name, event, key=str(payload.memory_id))
+
+    async def subscribe(
+        self,
+        query: str,
+        *,
+        min_score: float = 0.5,
+        filters: dict[str, Any] | None = None,
+        include_own: bool = False,
+        teams: list[str] | None = None,
+        clearance: list[str] | None = None,
+        cursor: str | None = None,
+    ) -> AsyncIterator[Delivery]:
+        """A standing query: yields each new memory that matches it, as it is indexed.
+
+            async for delivery in client.subscribe("staging database", min_score=0.4):
+                print(delivery.payload.text)
+
+        Talks to the bus directly, like the rest of this client: `teams` and `clearance` are
+        taken on trust here (the HTTP API takes them from the bearer token instead).
+        Leaving the loop cancels the subscription.
+        """
+        from memstream.services.gateway import deliveries_for
+
+        sub_id = f"sub-{new_event_id().hex}"
+
+        def subscription(active: bool) -> Subscription:
+            return Subscription(
+                tenant=self.tenant,
+                agent_id=self.agent_id,
+                scope="private",
+                payload=SubscriptionPayload(
+                    subscription_id=sub_id,
+                    query=query,
+                    min_score=min_score,
+                    filters=SubscriptionFilters(**(filters or {})),
+                    include_own=include_own,
+                    teams=teams or [],
+                    clearance=clearance or [],
+                    active=active,
+                ),
+            )
+
+        # start reading before subscribing, so nothing indexed in between is missed
+        stream = deliveries_for(self.bootstrap, self.agent_id, cursor)
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)
+        await self.publish(SUBSCRIPTIONS.name, subscription(True), key=sub_id)
+        try:
+            item = await first
+            while True:
+                if item is not None:
+                    delivery = Delivery.model_validate(item[1])
+                    if delivery.payload.subscription_id == sub_id:
+                        yield delivery
+                item = await anext(stream)
+        finally:
+            await stream.aclose()
+            if self._producer is not None:
+                await self.publish(SUBSCRIPTIONS.name, subscription(False), key=sub_id)
 
     def _envelope(
         self, scope: str, trace_id: str | None, parent_ids: list[UUID] | None

@@ -44,6 +44,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # Faust and aiokafka are chatty at INFO; their warnings still come through.
     for noisy in ("faust", "mode", "aiokafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Presidio warns once per recognizer of a language we do not load
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

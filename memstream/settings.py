@@ -68,6 +68,24 @@ class Settings(BaseSettings):
     recency_weight: float = Field(default=0.5, ge=0)
     usefulness_weight: float = Field(default=0.1, ge=0)
     dense_weight: float = Field(default=0.5, ge=0)
+    pii_enabled: bool = Field(default=True, description="scan for personal data before storing")
+    pii_tier: Literal["full", "fast"] = Field(
+        default="full", description="full: Presidio + spaCy + patterns; fast: patterns only"
+    )
+    pii_default_action: Literal["seal", "redact", "pseudonymize", "drop", "allow"] = "seal"
+    pii_topic_actions: dict[str, Literal["seal", "redact", "pseudonymize", "drop", "allow"]] = (
+        Field(default_factory=dict, description='per memory topic, e.g. {"health": "drop"}')
+    )
+    master_key: str | None = Field(
+        default=None,
+        description="hex secret for pseudonyms and subject ids; else <data_dir>/master.key",
+    )
+    processors_enabled: bool = Field(
+        default=True, description="run installed plug-in processors in the worker"
+    )
+    archive_enabled: bool = Field(
+        default=True, description="archive every catalogue topic under <data_dir>/archive"
+    )
     web_port: int = Field(default=8700, description="HTTP API port of `memstream up`")
     api_host: str = Field(default="127.0.0.1", description="where the HTTP API listens")
     serve: bool = Field(default=False, description="serve the HTTP API from the worker")

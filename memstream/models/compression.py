@@ -106,12 +106,15 @@ DUPLICATE_COSINE = 0.95
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
-def word_set(text: str) -> frozenset[str]:
-    """Lower-cased words of a text, for the lexical half of duplicate detection."""
-    return frozenset(_WORD.findall(text.lower()))
+def word_set(text: str) -> frozenset[tuple[int, bool]]:
+    """The text's lower-cased words, as (hash, has a digit): enough to compare wordings
+    without keeping the words (the raw text may hold personal data)."""
+    return frozenset((hash(w), any(ch.isdigit() for ch in w)) for w in _WORD.findall(text.lower()))
 
 
-def same_words(a: frozenset[str], b: frozenset[str], min_jaccard: float = 0.8) -> bool:
+def same_words(
+    a: frozenset[tuple[int, bool]], b: frozenset[tuple[int, bool]], min_jaccard: float = 0.8
+) -> bool:
     """Near-identical wording, and no differing word carries a digit.
 
     Embeddings put "Alice's phone is 555-0199" and "... 555-0123" at cosine > 0.95: an
@@ -122,7 +125,7 @@ def same_words(a: frozenset[str], b: frozenset[str], min_jaccard: float = 0.8) -
         return True
     if len(a & b) / len(union) < min_jaccard:
         return False
-    return not any(any(ch.isdigit() for ch in word) for word in a ^ b)
+    return not any(has_digit for _, has_digit in a ^ b)
 
 
 def near_duplicates(

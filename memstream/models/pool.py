@@ -18,7 +18,7 @@ class _TenantVectors:
     vectors: np.ndarray
     ids: list[str] = field(default_factory=list)
     scopes: list[str] = field(default_factory=list)
-    words: list[frozenset[str]] = field(default_factory=list)
+    words: list[frozenset[tuple[int, bool]]] = field(default_factory=list)
 
 
 class VectorPool:
@@ -27,7 +27,9 @@ class VectorPool:
         self.capacity = capacity
         self._tenants: dict[str, _TenantVectors] = {}
 
-    def get(self, tenant: str) -> tuple[np.ndarray, list[str], list[str], list[frozenset[str]]]:
+    def get(
+        self, tenant: str
+    ) -> tuple[np.ndarray, list[str], list[str], list[frozenset[tuple[int, bool]]]]:
         """(vectors, ids, scopes, word sets) of the tenant, oldest first."""
         entry = self._tenants.get(tenant)
         if entry is None:
@@ -40,7 +42,7 @@ class VectorPool:
         vectors: np.ndarray,
         ids: list[str],
         scopes: list[str],
-        words: list[frozenset[str]],
+        words: list[frozenset[tuple[int, bool]]],
     ) -> None:
         entry = self._tenants.get(tenant)
         if entry is None:

@@ -20,7 +20,9 @@ from pydantic import BaseModel, Field
 
 from memstream.privacy.detect import PiiDetector, PiiSpan, as_text
 
-Action = Literal["redact", "pseudonymize", "drop", "allow"]
+Action = Literal["seal", "redact", "pseudonymize", "drop", "allow"]
+"""`seal` keeps values encrypted per subject (memstream.privacy.shred); apply_policy treats
+it as `redact`, since sealing needs the key store."""
 DROP_REASON = "pii_dropped"
 PSEUDONYM_HEX = 6  # hex digits shown in a pseudonym placeholder (24 bits)
 
@@ -110,7 +112,7 @@ def apply_policy(
                 continue
             s = PiiSpan(pos, s.end, s.entity_type, s.score)
         parts.append(text[pos : s.start])
-        if action == "redact":
+        if action in ("redact", "seal"):
             parts.append(f"<{s.entity_type}>")
         else:
             parts.append(pseudonym(text[s.start : s.end], s.entity_type, tkey))

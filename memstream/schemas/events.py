@@ -183,6 +183,12 @@ class IndexedPayload(_Model):
         default=None, description="older memory of the same tenant and scope this one repeats"
     )
     models: dict[str, str] = Field(description="model versions: embedding, valuation, codec")
+    sealed: dict[str, Any] | None = Field(
+        default=None, description="personal values sealed per subject (memstream.privacy.shred)"
+    )
+    subjects: list[str] = Field(default_factory=list, description="subject ids of sealed values")
+    pii_types: list[str] = Field(default_factory=list, description="personal data types found")
+    pii_action: str | None = Field(default=None, description="policy applied: seal, redact, ...")
 
 
 class DeadLetterPayload(_Model):

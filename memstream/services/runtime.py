@@ -31,6 +31,7 @@ from memstream.schemas.events import Delivery, Event, Indexed, Subscription
 from memstream.schemas.topics import DELIVERIES, SUBSCRIPTIONS
 from memstream.services.matcher import SubscriptionIndex
 from memstream.store.base import Caller, MemoryStore, StoredMemory
+from memstream.streams.privacy_stage import PrivacyStage
 
 log = get_logger("memstream.services")
 
@@ -50,6 +51,7 @@ class WorkerServices:
         embedder: Embedder,
         executor: ThreadPoolExecutor,
         weights: RankingWeights,
+        privacy: PrivacyStage | None = None,
     ) -> None:
         self.app = app
         self.bootstrap = bootstrap
@@ -57,6 +59,7 @@ class WorkerServices:
         self.embedder = embedder
         self.executor = executor
         self.retriever = Retriever(store, embedder, weights)
+        self.privacy = privacy
         self.subscriptions = SubscriptionIndex(dim=embedder.dim)
         self._owners: dict[str, tuple[str, str]] = {}
         self.counts = {"indexed": 0, "dead_letter": 0, "deliveries": 0}
@@ -90,7 +93,17 @@ class WorkerServices:
         return self._owners.get(subscription_id)
 
     def visible_text(self, memory: StoredMemory, caller: Caller) -> str:
-        return memory.text
+        """Sealed personal values only for callers with the `pii` clearance."""
+        if self.privacy is None:
+            return memory.text
+        return self.privacy.visible_text(memory.text, memory.sealed, memory.tenant, caller)[0]
+
+    def _delivery_text(self, record: Indexed, caller: Caller) -> tuple[str, bool]:
+        if self.privacy is None:
+            return record.payload.text, False
+        return self.privacy.visible_text(
+            record.payload.text, record.payload.sealed, record.tenant, caller
+        )
 
     # --- pipeline hooks -------------------------------------------------------------------
     def note_dead_letter(self, tenant: str) -> None:
@@ -113,7 +126,7 @@ class WorkerServices:
         now = datetime.now(UTC)
         deliveries = []
         for record, vector in zip(records, vectors, strict=True):
-            deliveries.extend(self.subscriptions.match(record, vector, now))
+            deliveries.extend(self.subscriptions.match(record, vector, now, self._delivery_text))
         self.counts["deliveries"] += len(deliveries)
         DELIVERED.inc(len(deliveries))
         return deliveries

@@ -74,6 +74,8 @@ class StoredMemory:
     codec: str = ""
     models: dict[str, str] = field(default_factory=dict)
     provenance: list[dict[str, str]] = field(default_factory=list)  # merged duplicates
+    sealed: dict[str, Any] | None = None  # personal values, encrypted per subject (shred.py)
+    subjects: list[str] = field(default_factory=list)  # subject ids of the sealed values
 
 
 @dataclass
@@ -94,7 +96,7 @@ DENSE = "dense"
 SPARSE = "bm25"
 """Name of the sparse vector (BM25 term weights, IDF applied by the engine)."""
 
-KEYWORD_FIELDS = ("tenant", "agent_id", "scope", "topic", "tags", "memory_id")
+KEYWORD_FIELDS = ("tenant", "agent_id", "scope", "topic", "tags", "memory_id", "subjects")
 DATETIME_FIELDS = ("ts", "valid_from", "valid_to")
 """Indexed payload fields; datetimes are ISO 8601 strings (the engine parses them)."""
 
@@ -128,6 +130,8 @@ def memory_to_payload(memory: StoredMemory) -> dict[str, Any]:
         "codec": memory.codec,
         "models": dict(memory.models),
         "provenance": [dict(entry) for entry in memory.provenance],
+        "sealed": memory.sealed,
+        "subjects": list(memory.subjects),
     }
 
 
@@ -152,6 +156,8 @@ def memory_from_payload(payload: dict[str, Any]) -> StoredMemory:
         codec=payload.get("codec", ""),
         models=dict(payload.get("models") or {}),
         provenance=[dict(entry) for entry in payload.get("provenance") or []],
+        sealed=payload.get("sealed"),
+        subjects=list(payload.get("subjects") or []),
     )
 
 

@@ -220,6 +220,13 @@ class EdgeStore:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
         return found
 
+    def delete_subject(self, tenant: str, subject_id: str) -> int:
+        selected = qe.Filter(must=[_match("tenant", tenant), _match("subjects", subject_id)])
+        found = self.shard.count(qe.CountRequest(exact=True, filter=selected))
+        if found:
+            self.shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
+        return found
+
     # --- reads ---------------------------------------------------------------------------
 
     def search(

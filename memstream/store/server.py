@@ -303,6 +303,15 @@ class QdrantServerStore:
             )
         return found
 
+    def delete_subject(self, tenant: str, subject_id: str) -> int:
+        selected = models.Filter(must=[_match("tenant", tenant), _match("subjects", subject_id)])
+        found = self.client.count(self.collection, count_filter=selected, exact=True).count
+        if found:
+            self.client.delete(
+                self.collection, points_selector=models.FilterSelector(filter=selected), wait=True
+            )
+        return found
+
     # --- reads ---------------------------------------------------------------------------
 
     def search(

@@ -47,6 +47,8 @@ def to_stored(record: Indexed, recorded_at: datetime) -> StoredMemory:
         vector_code=base64.b64decode(p.vector_b64),
         codec=p.vector_codec,
         models=dict(p.models),
+        sealed=p.sealed,
+        subjects=list(p.subjects),
     )
 
 

@@ -23,12 +23,21 @@ from memstream.models.embedding import load_embedder
 from memstream.models.feedback_learner import FeedbackLearner
 from memstream.models.registry import HotSwapScorer, ModelRegistry
 from memstream.models.reputation import ReputationBook
-from memstream.schemas.events import Feedback, Indexed, Memory, Observation
-from memstream.schemas.topics import DEAD_LETTER, FEEDBACK, INDEXED, INPUT_KINDS
+from memstream.schemas.events import Erasure, Feedback, Indexed, Memory, Observation
+from memstream.schemas.topics import (
+    CATALOGUE,
+    DEAD_LETTER,
+    ERASURES,
+    FEEDBACK,
+    INDEXED,
+    INPUT_KINDS,
+)
 from memstream.services.runtime import WorkerServices, attach_api
 from memstream.settings import Settings
 from memstream.store.sink import write_records
 from memstream.streams.enrich import ModelStage
+from memstream.streams.plugins import attach_archive, attach_processors
+from memstream.streams.privacy_stage import PrivacyStage, load_master_key
 from memstream.streams.validate import InvalidEvent, dead_letter, validate_event
 
 log = get_logger("memstream.worker")
@@ -44,23 +53,63 @@ def broker_urls(bootstrap: str) -> list[str]:
 
 
 def enrich_or_reject(
-    stage: ModelStage, events: list[Memory | Observation]
+    stage: ModelStage, events: list[Memory | Observation], privacy: PrivacyStage | None = None
 ) -> list[Indexed | InvalidEvent]:
-    """The batch through the model stage; if it fails, event by event, so one bad event
-    becomes one rejection instead of sinking the batch."""
+    """The batch through the privacy and model stages; if that fails, event by event, so
+    one bad event becomes one rejection instead of sinking the batch."""
     try:
-        return list(stage.process(events))
+        return _enrich(stage, events, privacy)
     except Exception:
         log.exception("model stage failed on a batch; retrying event by event", size=len(events))
     results: list[Indexed | InvalidEvent] = []
     for event in events:
         try:
-            results.extend(stage.process([event]))
+            results.extend(_enrich(stage, [event], privacy))
         except Exception as exc:
             results.append(
                 InvalidEvent("processor_error", f"{MODEL_STAGE}: {type(exc).__name__}: {exc}")
             )
     return results
+
+
+def _enrich(
+    stage: ModelStage, events: list[Memory | Observation], privacy: PrivacyStage | None
+) -> list[Indexed | InvalidEvent]:
+    if privacy is None:
+        return list(stage.process(events))
+    protected = privacy.process(events)
+    kept = [i for i, p in enumerate(protected) if not isinstance(p, InvalidEvent)]
+    records = stage.process([events[i] for i in kept], protected=[protected[i] for i in kept])  # type: ignore[misc]
+    results: list[Indexed | InvalidEvent] = list(protected)  # type: ignore[arg-type]
+    for i, record in zip(kept, records, strict=True):
+        results[i] = record
+    return results
+
+
+async def loop_run(executor: ThreadPoolExecutor, fn, *args):  # type: ignore[no-untyped-def]
+    return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+
+def _erase(privacy: PrivacyStage | None, store: object, tenant: str, subject_id: str) -> int:
+    if privacy is not None:
+        privacy.keystore.erase(tenant, subject_id)
+    return store.delete_subject(tenant, subject_id)  # type: ignore[attr-defined]
+
+
+def build_privacy_stage(settings: Settings) -> PrivacyStage:
+    from memstream.privacy.detect import PiiDetector
+    from memstream.privacy.keystore import KeyStore
+    from memstream.privacy.policy import PrivacyPolicy
+
+    policy = PrivacyPolicy(
+        default_action=settings.pii_default_action, topics=settings.pii_topic_actions
+    )
+    return PrivacyStage(
+        PiiDetector(settings.pii_tier),
+        policy,
+        load_master_key(settings.data_dir, settings.master_key),
+        KeyStore(settings.data_dir / "keys.db"),
+    )
 
 
 class _Optimizer:
@@ -135,6 +184,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         providers=getattr(stage.embedder, "providers", None),
         valuation=stage.scorer.label,
     )
+    privacy = build_privacy_stage(settings) if settings.pii_enabled else None
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-model")
     from memstream.store import open_store
 
@@ -190,7 +240,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             if not valid:
                 continue
             results = await loop.run_in_executor(
-                executor, enrich_or_reject, stage, [parsed for _, parsed in valid]
+                executor, enrich_or_reject, stage, [parsed for _, parsed in valid], privacy
             )
             stored = [r for r in results if isinstance(r, Indexed)]
             if stored:
@@ -212,6 +262,21 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                     INDEXED.name, str(parsed.event_id).encode(), result.to_json(), None, None, None
                 )
 
+    @app.agent(app.topic(ERASURES.name, **raw), name="memstream.erasure")
+    async def erase(stream: faust.StreamT) -> None:
+        """Right to be forgotten: delete the subject's key (its sealed values become noise
+        everywhere, replays included) and its memories in the store."""
+        async for event in stream.events():
+            msg = event.message
+            try:
+                erasure = Erasure.model_validate_json(msg.value or b"")
+            except ValidationError as exc:
+                await reject(InvalidEvent("invalid_fields", str(exc)[:2000]), "erasure", msg)
+                continue
+            tenant, subject = erasure.tenant, erasure.payload.subject_id
+            deleted = await loop_run(executor, _erase, privacy, store, tenant, subject)
+            log.info("subject erased", tenant=tenant, subject_id=subject, memories_deleted=deleted)
+
     @app.task
     async def subscriptions() -> None:
         await services.follow_subscriptions()
@@ -225,6 +290,11 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             settings.web_port,
             settings.max_event_bytes,
         )
+
+    if settings.processors_enabled:
+        attach_processors(app, settings, dead, None)  # None: plug-ins get their own thread
+    if settings.archive_enabled:
+        attach_archive(app, settings, settings.data_dir / "archive", [t.name for t in CATALOGUE])
 
     if settings.learner_enabled:
         learner = FeedbackLearner(

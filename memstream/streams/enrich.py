@@ -25,6 +25,7 @@ from memstream.models.registry import HotSwapScorer
 from memstream.models.reputation import ReputationBook
 from memstream.models.valuation import valuation_features_batch
 from memstream.schemas.events import Indexed, IndexedPayload, Memory, Observation
+from memstream.streams.privacy_stage import Protected
 
 Source = Memory | Observation
 
@@ -45,20 +46,35 @@ class ModelStage:
         self.reputation = reputation or ReputationBook()
         self.duplicate_cosine = duplicate_cosine
 
-    def process(self, events: list[Source], now: datetime | None = None) -> list[Indexed]:
-        """One `Indexed` record per event, in order."""
+    def process(
+        self,
+        events: list[Source],
+        now: datetime | None = None,
+        protected: list[Protected] | None = None,
+    ) -> list[Indexed]:
+        """One `Indexed` record per event, in order. With `protected` (the privacy stage's
+        output) only the protected text is embedded, indexed and stored."""
         if not events:
             return []
         now = now or datetime.now(UTC)
-        vectors = self.embedder.embed([e.payload.text for e in events])
-        novelty, duplicate_of = self._novelty_and_duplicates(events, vectors)
+        if protected is None:
+            protected = [
+                Protected(e.payload.text, e.payload.text, getattr(e.payload, "context", None))
+                for e in events
+            ]
+        vectors = self.embedder.embed([p.embed_text for p in protected])
+        # wording is compared on the original text (hashed words, nothing kept in clear):
+        # placeholders would make two different values look the same
+        novelty, duplicate_of = self._novelty_and_duplicates(
+            events, vectors, [e.payload.text for e in events]
+        )
         features = valuation_features_batch(
             embeddings=vectors,
             novelty=novelty,
             reputation=[self.reputation.get(e.tenant, e.agent_id) for e in events],
             kind=[e.kind for e in events],
             age_hours=[(now - e.ts).total_seconds() / 3600 for e in events],
-            text_chars=[len(e.payload.text) for e in events],
+            text_chars=[len(p.text) for p in protected],
             n_tags=[len(e.payload.tags) for e in events],
         )
         scores, valuation_label = self.scorer.score(features)
@@ -79,8 +95,8 @@ class ModelStage:
                 parent_ids=event.parent_ids,
                 payload=IndexedPayload(
                     source_kind=event.kind,  # type: ignore[arg-type]
-                    text=event.payload.text,
-                    context=getattr(event.payload, "context", None),
+                    text=protected[i].text,
+                    context=protected[i].context,
                     supersedes=getattr(event.payload, "supersedes", []),
                     topic=event.payload.topic,
                     tags=event.payload.tags,
@@ -94,13 +110,19 @@ class ModelStage:
                     features=[float(x) for x in features[i]],
                     duplicate_of=duplicate_of[i],
                     models=models,
+                    sealed=protected[i].sealed.model_dump(mode="json")
+                    if protected[i].sealed
+                    else None,
+                    subjects=protected[i].subjects,
+                    pii_types=protected[i].pii_types,
+                    pii_action=protected[i].action,
                 ),
             )
             for i, event in enumerate(events)
         ]
 
     def _novelty_and_duplicates(
-        self, events: list[Source], vectors: np.ndarray
+        self, events: list[Source], vectors: np.ndarray, texts: list[str]
     ) -> tuple[np.ndarray, list[str | None]]:
         """Novelty against the tenant's pool and the earlier events of this batch; the id of
         an older memory of the same tenant and scope at or above `duplicate_cosine` with the
@@ -115,7 +137,7 @@ class ModelStage:
             batch = vectors[rows]
             ids = [str(events[i].event_id) for i in rows]
             scopes = [events[i].scope for i in rows]
-            words = [word_set(events[i].payload.text) for i in rows]
+            words = [word_set(texts[i]) for i in rows]
             all_vectors = np.vstack([pool_vectors, batch])
             all_ids, all_scopes, all_words = (
                 pool_ids + ids,

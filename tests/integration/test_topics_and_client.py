@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -62,3 +63,31 @@ async def test_client_publishes_each_kind_to_its_topic_keyed_as_catalogued(
         settle=0,
     )
     assert any(r.key.decode() == agent for r in observations)
+
+
+async def test_sdk_subscribe_yields_matching_memories(broker: BrokerHandle, worker: Worker) -> None:
+    tenant = f"sdk-sub-{uuid.uuid4().hex[:6]}"
+    async with (
+        Client(broker.bootstrap, tenant=tenant, agent_id="listener") as listener,
+        Client(broker.bootstrap, tenant=tenant, agent_id="talker") as talker,
+    ):
+        received: list = []
+
+        async def listen() -> None:
+            async for delivery in listener.subscribe("where do the backups go", min_score=0.3):
+                received.append(delivery)
+                return
+
+        task = asyncio.create_task(listen())
+        memory_id = None
+        for _ in range(60):  # until the worker has applied the subscription
+            memory_id = await talker.publish_memory(
+                f"Nightly backups go to the cold bucket {uuid.uuid4().hex[:4]}."
+            )
+            done, _ = await asyncio.wait([task], timeout=1.0)
+            if done:
+                break
+        assert task.done(), "no delivery reached the SDK subscriber"
+        assert received[0].payload.recipient == "listener"
+        assert received[0].payload.source_agent == "talker"
+        assert memory_id is not None
