@@ -42,7 +42,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Faust and aiokafka are chatty at INFO; their warnings still come through.
-    for noisy in ("faust", "mode", "aiokafka"):
+    for noisy in ("faust", "mode", "aiokafka", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # Presidio warns once per recognizer of a language we do not load
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     valuation_check_s: float = Field(
         default=5.0, ge=0, description="how often the worker looks for a new valuation model"
     )
+    model_stage_enabled: bool = Field(
+        default=True,
+        description="false: validate only and forward events unchanged (to measure that stage)",
+    )
     learner_enabled: bool = Field(default=True, description="run the feedback learner agent")
     learner_min_labels: int = Field(
         default=1000, ge=0, description="labels before the first learned model is published"

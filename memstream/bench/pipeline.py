@@ -153,7 +153,18 @@ def bench_broker(kind: str, values: list[bytes], progress: bool) -> dict[str, An
             console.print(f"  aiokafka stage {aiokafka_rate:,.0f}/s; faust worker")
         with tempfile.TemporaryDirectory() as tmp:
             log = Path(tmp) / "worker.log"
-            worker = spawn_worker(bootstrap, log_path=log, MEMSTREAM_LOG_LEVEL="WARNING")
+            worker = spawn_worker(
+                bootstrap,
+                log_path=log,
+                MEMSTREAM_LOG_LEVEL="WARNING",
+                MEMSTREAM_DATA_DIR=tmp,
+                # the validate stage alone: the model stage has its own benches
+                MEMSTREAM_MODEL_STAGE_ENABLED="false",
+                MEMSTREAM_PII_ENABLED="false",
+                MEMSTREAM_LEARNER_ENABLED="false",
+                MEMSTREAM_ARCHIVE_ENABLED="false",
+                MEMSTREAM_PROCESSORS_ENABLED="false",
+            )
             try:
                 count, faust_rate = asyncio.run(
                     count_outputs(bootstrap, INDEXED.name, n, timeout=max(120, n / 100))

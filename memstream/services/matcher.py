@@ -3,8 +3,8 @@
 Subscriptions are rebuilt from `memstream.subscriptions` (the log is the source of truth;
 a later event for the same id replaces or, with `active=false`, removes it). They are held
 per tenant as a matrix of unit query vectors, so matching one memory is one matrix-vector
-product over its tenant's subscriptions (10k subscriptions x 384 dims: well under a
-millisecond), then the exact filters and the per-subscriber privacy filter.
+product over its tenant's subscriptions (10k x 384: about 0.1 ms), then the exact filters
+and the per-subscriber privacy filter for those over their threshold only.
 """
 
 from __future__ import annotations
@@ -40,9 +40,15 @@ class _Entry:
 class _TenantIndex:
     entries: list[_Entry] = field(default_factory=list)
     matrix: np.ndarray | None = None
+    min_scores: np.ndarray | None = None
+    dirty: bool = False
 
     def rebuild(self) -> None:
-        self.matrix = np.vstack([e.vector for e in self.entries]) if self.entries else None
+        """Lazily, on the next match: loading N subscriptions then costs one stack, not N."""
+        if self.dirty:
+            self.matrix = np.vstack([e.vector for e in self.entries]) if self.entries else None
+            self.min_scores = np.array([e.subscription.payload.min_score for e in self.entries])
+            self.dirty = False
 
 
 class SubscriptionIndex:
@@ -72,7 +78,7 @@ class SubscriptionIndex:
         )
         index = self._tenants.setdefault(subscription.tenant, _TenantIndex())
         index.entries.append(_Entry(subscription, np.asarray(vector, dtype=np.float32), caller))
-        index.rebuild()
+        index.dirty = True
         self._where[sub_id] = subscription.tenant
 
     def remove(self, subscription_id: str) -> bool:
@@ -83,7 +89,7 @@ class SubscriptionIndex:
         index.entries = [
             e for e in index.entries if e.subscription.payload.subscription_id != subscription_id
         ]
-        index.rebuild()
+        index.dirty = True
         return True
 
     def match(
@@ -97,15 +103,20 @@ class SubscriptionIndex:
         see it: same tenant, visible scope, not its own memory unless asked, filters, score
         at least `min_score`, not expired, under `max_per_minute`."""
         index = self._tenants.get(record.tenant)
-        if index is None or index.matrix is None:
+        if index is None:
+            return []
+        index.rebuild()
+        if index.matrix is None or index.min_scores is None:
             return []
         now = now or datetime.now(UTC)
         scores = index.matrix @ np.asarray(vector, dtype=np.float32)
         payload = record.payload
         out = []
-        for entry, score in zip(index.entries, scores, strict=True):
+        # only subscriptions over their threshold reach the per-subscription checks
+        for position in np.flatnonzero(scores >= index.min_scores):
+            entry, score = index.entries[position], scores[position]
             sub = entry.subscription.payload
-            if score < sub.min_score or (sub.expires_at is not None and sub.expires_at <= now):
+            if sub.expires_at is not None and sub.expires_at <= now:
                 continue
             if not entry.caller.may_see(record.tenant, record.scope, record.agent_id):
                 continue

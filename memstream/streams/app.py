@@ -239,6 +239,12 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 valid.append((msg, parsed))
             if not valid:
                 continue
+            if not settings.model_stage_enabled:  # validate-only mode (benchmarks, debugging)
+                for msg, parsed in valid:
+                    await producer.send(
+                        INDEXED.name, str(parsed.event_id).encode(), msg.value, None, None, None
+                    )
+                continue
             results = await loop.run_in_executor(
                 executor, enrich_or_reject, stage, [parsed for _, parsed in valid], privacy
             )

@@ -16,6 +16,9 @@ from memstream.broker import BrokerHandle
 from memstream.schemas.topics import MEMORIES
 from tests.integration.conftest import Worker, read_topic
 
+SECRETS = ["Jane Roe at jane.roe@example.org", "Omar Haddad on +1 415 555 0142", "Dr. Lena Fischer"]
+"""Personal data in some memories: per-person values that must reach only cleared readers."""
+
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
@@ -135,12 +138,14 @@ async def test_random_identities_never_see_what_they_may_not(worker: Worker) -> 
     for i in range(24):
         tenant = rng.choice(tenants)
         member = sorted(rng.sample(teams, rng.randint(0, 2)))
+        clearance = ["pii"] if rng.random() < 0.4 else []
         people.append(
             {
                 "tenant": tenant,
                 "agent": f"agent-{i}",
                 "teams": member,
-                "token": worker.token(tenant, f"agent-{i}", member),
+                "pii": bool(clearance),
+                "token": worker.token(tenant, f"agent-{i}", member, clearance),
             }
         )
     scopes = ["private", "tenant", "public", *[f"team:{t}" for t in teams]]
@@ -163,6 +168,8 @@ async def test_random_identities_never_see_what_they_may_not(worker: Worker) -> 
         for i in range(60):
             author, scope = rng.choice(people), rng.choice(scopes)
             text = f"note {i} about {rng.choice(words)} and {rng.choice(words)}"
+            if i % 3 == 0:  # personal data: only receivers with the pii clearance may read it
+                text += f", ask {SECRETS[i % len(SECRETS)]}"
             r = await api.post(
                 "/v1/memories", json={"text": text, "scope": scope}, headers=_auth(author["token"])
             )
@@ -199,6 +206,13 @@ async def test_random_identities_never_see_what_they_may_not(worker: Worker) -> 
         finally:
             for reader in readers:
                 reader.cancel()
+        cleared = {p["agent"]: p["pii"] for p in people}
+        seen_secret = 0
+        for agent, items in got.items():
+            for x in items:
+                leaked = [v for v in SECRETS if v in x["payload"]["text"]]
+                assert cleared[agent] or not leaked, (agent, x["payload"]["text"])
+                seen_secret += bool(leaked)
         delivered = 0
         for agent, items in got.items():
             ids = {
@@ -221,8 +235,12 @@ async def test_random_identities_never_see_what_they_may_not(worker: Worker) -> 
             for hit in r.json()["results"]:
                 m = memories.get(hit["memory_id"])
                 assert m is not None and may_see(person, m), (person, hit)
+                leaked = [v for v in SECRETS if v in hit["text"]]
+                assert person["pii"] or not leaked, (person["agent"], hit["text"])
+                seen_secret += bool(leaked)
                 returned += 1
         assert returned > 1000
+        assert seen_secret > 0  # cleared receivers do get the values: the check is not vacuous
 
 
 async def test_malformed_requests_get_4xx_naming_the_field_and_never_reach_the_bus(
