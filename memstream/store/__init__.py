@@ -4,8 +4,9 @@
 
 - `http://...` / `https://...`: a Qdrant server (`QdrantServerStore`, alias `memories`);
 - `:memory:`: qdrant-client local mode, pure Python (tests and small data only);
-- anything else: a directory of versioned Edge shards (`CollectionSet`), opening the live
-  version and creating `memories_v1` on first use.
+- anything else: a directory of versioned Edge shards (`CollectionSet`) served through
+  `LiveStore`, which follows the alias when a replay swaps in a new version; `memories_v1`
+  is created on first use.
 """
 
 from __future__ import annotations
@@ -42,6 +43,6 @@ def open_store(url_or_path: str, *, dim: int = 384, api_key: str | None = None) 
         from qdrant_client import QdrantClient
 
         return QdrantServerStore(QdrantClient(":memory:"), dim=dim, close_client=True)
-    collections = CollectionSet(Path(url_or_path).expanduser(), dim=dim)
-    collections.ensure_live()
-    return collections.open_live()
+    from memstream.store.live import LiveStore
+
+    return LiveStore(CollectionSet(Path(url_or_path).expanduser(), dim=dim))  # type: ignore[return-value]

@@ -192,7 +192,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     optimizer = _Optimizer(store)
     app.memstream_store = store  # type: ignore[attr-defined]
     services = WorkerServices(
-        app, bootstrap, store, stage.embedder, executor, settings.ranking_weights()
+        app, bootstrap, store, stage.embedder, executor, settings.ranking_weights(), privacy
     )
     app.memstream_services = services  # type: ignore[attr-defined]
     atexit.register(store.close)  # flushes the shard when the worker exits

@@ -561,3 +561,24 @@ def test_no_warnings_from_local_mode_indexes() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         QdrantServerStore(QdrantClient(":memory:"), close_client=True).close()
+
+
+def test_live_store_follows_an_alias_swap(tmp_path: Path) -> None:
+    """A replay builds v2 and swaps the alias: the open LiveStore serves v2, no restart."""
+    from memstream.store.live import LiveStore
+
+    collections = CollectionSet(tmp_path)
+    live = LiveStore(collections, check_every_s=0)
+    assert live.version == 1 and live.count() == 0
+    v2 = collections.create_version()
+    replayed = collections.open(v2)
+    now = datetime.now(UTC)
+    memory = StoredMemory(uuid4(), "t", "a", "tenant", "rebuilt", now, now)
+    vector = np.zeros((1, 384), dtype=np.float32)
+    vector[0, 0] = 1.0
+    replayed.upsert([memory], vector, [Sparse([1], [1.0])])
+    replayed.close()
+    collections.swap(v2)
+    assert live.count() == 1 and live.version == v2
+    assert [m.text for m in live.get(Caller("t", "a"), [memory.memory_id])] == ["rebuilt"]
+    live.close()
