@@ -43,7 +43,9 @@ class LiveStore:
         try:
             new = self.collections.open(version)
         except Exception as exc:  # still locked by the replay: keep serving the old one
-            log.warning("alias moved but the new version is not ready", version=version, error=str(exc))
+            log.warning(
+                "alias moved but the new version is not ready", version=version, error=str(exc)
+            )
             return
         old, self._store, self.version = self._store, new, version
         old.close()
