@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     archive_enabled: bool = Field(
         default=True, description="archive every catalogue topic under <data_dir>/archive"
     )
+    dp_epsilon_per_tenant: float = Field(
+        default=1.0, gt=0, description="lifetime differential-privacy budget of each tenant"
+    )
     web_port: int = Field(default=8700, description="HTTP API port of `memstream up`")
     api_host: str = Field(default="127.0.0.1", description="where the HTTP API listens")
     serve: bool = Field(default=False, description="serve the HTTP API from the worker")

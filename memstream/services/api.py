@@ -65,6 +65,10 @@ class Backend(Protocol):
 
     def subscription_owner(self, subscription_id: str) -> tuple[str, str] | None: ...
 
+    async def private_counts(
+        self, caller: Caller, field: str, epsilon: float
+    ) -> dict[str, int]: ...
+
     def visible_text(self, memory: Any, caller: Caller) -> str: ...
 
 
@@ -345,6 +349,22 @@ def create_api(
         async for item in deliveries_for(backend.bootstrap, who.agent_id, cursor):
             if item is not None:
                 await ws.send_json({"cursor": item[0], "delivery": item[1]})
+
+    @api.get("/v1/aggregates/{field}")
+    async def aggregates(
+        field: Literal["topic", "tags"],
+        who: Identity,
+        epsilon: Annotated[float, Query(gt=0, le=10)] = 0.1,
+    ) -> dict[str, Any]:
+        """Memories per topic or tag in the caller's tenant, with differential privacy: safe
+        to share across teams or tenants. Each call spends `epsilon` of the tenant's budget."""
+        from memstream.privacy.dp import BudgetExceeded
+
+        try:
+            counts = await backend.private_counts(who, field, epsilon)
+        except BudgetExceeded as err:
+            raise HTTPException(429, str(err)) from err
+        return {"field": field, "epsilon": epsilon, "counts": counts}
 
     @api.get("/v1/stats")
     async def stats(who: Identity) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class WorkerServices:
         self.executor = executor
         self.retriever = Retriever(store, embedder, weights)
         self.privacy = privacy
+        self.budget: Any = None  # a memstream.privacy.dp.PrivacyBudget, set by attach_api
         self.subscriptions = SubscriptionIndex(dim=embedder.dim)
         self._owners: dict[str, tuple[str, str]] = {}
         self.counts = {"indexed": 0, "dead_letter": 0, "deliveries": 0}
@@ -88,6 +89,22 @@ class WorkerServices:
             "subscriptions": sum(1 for t, _ in self._owners.values() if t == caller.tenant),
             "worker": dict(self.counts),
         }
+
+    async def private_counts(self, caller: Caller, field: str, epsilon: float) -> dict[str, int]:
+        """Memories per topic or tag of the caller's tenant, with epsilon-DP noise, paid from
+        the tenant's privacy budget (BudgetExceeded when spent). A memory has at most one
+        topic but up to 32 tags, so tag counts need 32 times the noise for the same epsilon."""
+        from memstream.privacy.dp import dp_counts
+        from memstream.schemas.events import MemoryPayload
+
+        loop = asyncio.get_running_loop()
+        counts = await loop.run_in_executor(
+            self.executor, self.store.facet_counts, caller.tenant, field
+        )
+        sensitivity = (
+            1 if field == "topic" else MemoryPayload.model_fields["tags"].metadata[0].max_length
+        )
+        return dp_counts(caller.tenant, counts, epsilon, self.budget, sensitivity=sensitivity)
 
     def subscription_owner(self, subscription_id: str) -> tuple[str, str] | None:
         return self._owners.get(subscription_id)
@@ -204,12 +221,20 @@ class EmbeddedServer(uvicorn.Server):
 
 
 def attach_api(
-    app: faust.App, services: WorkerServices, data_dir: Path, host: str, port: int, max_body: int
+    app: faust.App,
+    services: WorkerServices,
+    data_dir: Path,
+    host: str,
+    port: int,
+    max_body: int,
+    dp_epsilon: float = 1.0,
 ) -> None:
     """Serve the HTTP API from this worker (a Faust task)."""
+    from memstream.privacy.dp import PrivacyBudget
     from memstream.services.api import create_api
     from memstream.services.auth import TokenStore
 
+    services.budget = PrivacyBudget(data_dir / "dp_budget.db", epsilon_per_tenant=dp_epsilon)
     api = create_api(services, TokenStore(data_dir / "tokens.db"), max_body_bytes=max_body)
 
     @app.task

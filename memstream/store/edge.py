@@ -220,6 +220,15 @@ class EdgeStore:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
         return found
 
+    def facet_counts(self, tenant: str, key: str, limit: int = 1000) -> dict[str, int]:
+        """Memories per value of a keyword field (`topic`, `tags`) in one tenant, exact."""
+        response = self.shard.facet(
+            qe.FacetRequest(
+                key, limit=limit, exact=True, filter=qe.Filter(must=[_match("tenant", tenant)])
+            )
+        )
+        return {str(hit.value): int(hit.count) for hit in response.hits}
+
     def delete_subject(self, tenant: str, subject_id: str) -> int:
         selected = qe.Filter(must=[_match("tenant", tenant), _match("subjects", subject_id)])
         found = self.shard.count(qe.CountRequest(exact=True, filter=selected))

@@ -54,6 +54,12 @@ class LiveStore:
     def close(self) -> None:
         self._store.close()
 
+    def __enter__(self) -> LiveStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __getattr__(self, name: str) -> Any:
         # every MemoryStore method goes to the live version
         return getattr(self.store, name)

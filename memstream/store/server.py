@@ -303,6 +303,28 @@ class QdrantServerStore:
             )
         return found
 
+    def facet_counts(self, tenant: str, key: str, limit: int = 1000) -> dict[str, int]:
+        """Memories per value of a keyword field in one tenant (counted over a scroll, which
+        works in local mode too)."""
+        counts: dict[str, int] = {}
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection,
+                scroll_filter=models.Filter(must=[_match("tenant", tenant)]),
+                limit=1000,
+                offset=offset,
+                with_payload=[key],
+            )
+            for record in records:
+                value = (record.payload or {}).get(key)
+                for item in value if isinstance(value, list) else [value]:
+                    if item is not None:
+                        counts[str(item)] = counts.get(str(item), 0) + 1
+            if offset is None:
+                break
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:limit])
+
     def delete_subject(self, tenant: str, subject_id: str) -> int:
         selected = models.Filter(must=[_match("tenant", tenant), _match("subjects", subject_id)])
         found = self.client.count(self.collection, count_filter=selected, exact=True).count

@@ -295,6 +295,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             settings.api_host,
             settings.web_port,
             settings.max_event_bytes,
+            settings.dp_epsilon_per_tenant,
         )
 
     if settings.processors_enabled:

@@ -293,3 +293,35 @@ async def test_operational_endpoints(worker: Worker, path: str) -> None:
         assert r.status_code == 200
         if path == "/metrics":
             assert "memstream_http_requests_total" in r.text
+
+
+async def test_dp_aggregates_spend_and_enforce_the_tenant_budget(worker: Worker) -> None:
+    tenant = f"dp-{uuid.uuid4().hex[:6]}"
+    token = worker.token(tenant, "analyst")
+    async with httpx.AsyncClient(base_url=worker.url, timeout=30) as api:
+        for i in range(30):
+            topic = "billing" if i % 3 else "infra"
+            r = await api.post(
+                "/v1/memories",
+                json={
+                    "text": f"case {i} closed for the {topic} queue",
+                    "topic": topic,
+                    "tags": [topic],
+                },
+                headers=_auth(token),
+            )
+            assert r.status_code == 202
+        for _ in range(120):  # indexed?
+            if (await api.get("/v1/stats", headers=_auth(token))).json()["memories_indexed"] >= 30:
+                break
+            await asyncio.sleep(0.5)
+        first = await api.get("/v1/aggregates/topic", params={"epsilon": 0.5}, headers=_auth(token))
+        assert first.status_code == 200, first.text
+        counts = first.json()["counts"]
+        assert set(counts) <= {"billing", "infra"} and counts  # noisy, but near 20 and 10
+        assert abs(sum(counts.values()) - 30) < 30
+        assert (
+            await api.get("/v1/aggregates/tags", params={"epsilon": 0.5}, headers=_auth(token))
+        ).status_code == 200
+        spent = await api.get("/v1/aggregates/topic", params={"epsilon": 0.5}, headers=_auth(token))
+        assert spent.status_code == 429 and "budget" in spent.text.lower()

@@ -34,6 +34,7 @@ from memstream.store import (
 )
 from memstream.store.collections import ALIAS_FILE
 from memstream.store.lexical import doc_sparse, query_sparse
+from memstream.store.live import LiveStore
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -285,7 +286,7 @@ def test_collection_set_create_swap_live(tmp_path: Path) -> None:
 def test_open_store_paths_and_memory(tmp_path: Path) -> None:
     path = tmp_path / "edge"
     with open_store(str(path)) as first:  # type: ignore[attr-defined]
-        assert isinstance(first, EdgeStore) and first.path == path / "memories_v1"
+        assert isinstance(first, LiveStore) and first.store.path == path / "memories_v1"
         upsert_texts(first, [memory()], unit(np.random.default_rng(9)))
     with open_store(str(path)) as again:  # type: ignore[attr-defined]
         assert again.count() == 1
