@@ -14,7 +14,9 @@ import typer
 
 from memstream import cli_ops
 from memstream.broker import BrokerUnavailable, start_broker
-from memstream.logging import configure_logging
+from memstream.cli_common import fail as _fail
+from memstream.cli_common import load_settings as _settings
+from memstream.cli_common import require_bootstrap
 from memstream.settings import Settings
 
 app = typer.Typer(
@@ -31,17 +33,6 @@ eval_app = typer.Typer(help="Quality evaluations on datasets.", no_args_is_help=
 app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
 cli_ops.register(app)
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _stop_on_signal() -> threading.Event:
@@ -92,12 +83,7 @@ def worker(
         settings = settings.model_copy(
             update={"serve": True, "web_port": port or settings.web_port}
         )
-    bootstrap = bootstrap or settings.kafka_bootstrap
-    if not bootstrap:
-        raise _fail(
-            "no broker: pass --bootstrap or set MEMSTREAM_KAFKA_BOOTSTRAP (or run `memstream up`)"
-        )
-    run_worker(settings, bootstrap)
+    run_worker(settings, require_bootstrap(settings, bootstrap))
 
 
 @app.command()
@@ -161,9 +147,7 @@ def erase(
     from memstream.streams.privacy_stage import load_master_key
 
     settings = _settings()
-    bootstrap = bootstrap or settings.kafka_bootstrap
-    if not bootstrap:
-        raise _fail("no broker: pass --bootstrap or set MEMSTREAM_KAFKA_BOOTSTRAP")
+    bootstrap = require_bootstrap(settings, bootstrap)
     master = load_master_key(settings.data_dir, settings.master_key)
     events = [
         Erasure(
@@ -270,9 +254,7 @@ def topics_create(
     from memstream.streams.admin import ensure_topics
 
     settings = _settings()
-    bootstrap = bootstrap or settings.kafka_bootstrap
-    if not bootstrap:
-        raise _fail("no broker: pass --bootstrap or set MEMSTREAM_KAFKA_BOOTSTRAP")
+    bootstrap = require_bootstrap(settings, bootstrap)
     created = asyncio.run(
         ensure_topics(
             bootstrap,

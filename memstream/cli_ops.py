@@ -12,31 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from memstream.settings import Settings
+from memstream.cli_common import fail as _fail
+from memstream.cli_common import load_settings as _settings
+from memstream.cli_common import require_bootstrap as _bootstrap
 
 processors_app = typer.Typer(help="Installed plug-in processors.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
 archive_app = typer.Typer(help="The on-disk topic archive.", no_args_is_help=True)
-
-
-def _settings() -> Settings:
-    from memstream.logging import configure_logging
-
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
-
-
-def _bootstrap(settings: Settings, bootstrap: str | None) -> str:
-    found = bootstrap or settings.kafka_bootstrap
-    if not found:
-        raise _fail("no broker: pass --bootstrap or set MEMSTREAM_KAFKA_BOOTSTRAP")
-    return found
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -24,7 +24,9 @@ from memstream.store.base import (
     KEYWORD_FIELDS,
     SPARSE,
     Caller,
-    Hit,
+    HybridSearch,
+    QuerySpec,
+    ScoredPoint,
     Sparse,
     StoredMemory,
     memory_from_payload,
@@ -139,7 +141,7 @@ def _sparse(vector: Sparse) -> qe.SparseVector:
 # --- the store ---------------------------------------------------------------------------
 
 
-class EdgeStore:
+class EdgeStore(HybridSearch):
     """`MemoryStore` on one `qdrant_edge.EdgeShard` directory (created on first open)."""
 
     def __init__(self, path: Path | str, *, dim: int = 384) -> None:
@@ -238,107 +240,34 @@ class EdgeStore:
 
     # --- reads ---------------------------------------------------------------------------
 
-    def search(
+    def _query_batch(
         self,
+        specs: list[QuerySpec],
         caller: Caller,
-        *,
-        dense: np.ndarray | None = None,
-        sparse: Sparse | None = None,
-        limit: int = 50,
-        valid_at: datetime | None = None,
-        topics: list[str] | None = None,
-        tags: list[str] | None = None,
-        agents: list[str] | None = None,
-    ) -> list[Hit]:
-        if limit <= 0:
-            return []
-        flt = search_filter(caller, valid_at, topics, tags, agents)
-        dense_query = self._dense_query(dense)
-        sparse_query = _sparse(sparse) if sparse is not None and sparse.indices else None
+        dense: list[float] | None,
+        sparse: Sparse | None,
+        filters: dict[str, Any],
+    ) -> list[list[ScoredPoint]]:
+        flt = search_filter(caller, **filters)
         idf = qe.SearchParams(idf=qe.IdfParams(corpus=tenant_filter(caller.tenant)))
-        requests = []
-        if dense_query is not None:
-            requests.append(
-                qe.QueryRequest(
-                    limit=limit,
-                    query=qe.Query.Nearest(dense_query, using=DENSE),
-                    filter=flt,
-                    with_payload=True,
-                )
+        requests = [
+            qe.QueryRequest(
+                limit=spec.limit,
+                query=qe.Query.Nearest(
+                    dense if spec.using == DENSE else _sparse(sparse), using=spec.using
+                ),  # type: ignore[arg-type]
+                filter=qe.Filter(must=[_has_ids(spec.ids)]) if spec.ids is not None else flt,
+                with_payload=spec.with_payload,
+                params=idf if spec.using == SPARSE else None,
             )
-        if sparse_query is not None:
-            requests.append(
-                qe.QueryRequest(
-                    limit=limit,
-                    query=qe.Query.Nearest(sparse_query, using=SPARSE),
-                    filter=flt,
-                    with_payload=True,
-                    params=idf,
-                )
-            )
-        if not requests:
-            return []
-        results = iter(self.shard.query_batch(qe.QueryBatchRequest(requests)))
-        dense_points = next(results) if dense_query is not None else []
-        sparse_points = next(results) if sparse_query is not None else []
-
-        hits: dict[UUID, Hit] = {}
-        for point in dense_points:
-            hits[point.id] = Hit(memory_from_payload(point.payload), dense_score=point.score)
-        for point in sparse_points:
-            hit = hits.get(point.id)
-            if hit is None:
-                hits[point.id] = Hit(memory_from_payload(point.payload), sparse_score=point.score)
-            else:
-                hit.sparse_score = point.score
-        # A hit found by one query only: score it by the other, restricted to those ids (a
-        # has-id filter this small makes the engine score those points exactly).
-        need_dense = [
-            i for i, h in hits.items() if dense_query is not None and h.dense_score is None
+            for spec in specs
         ]
-        need_sparse = [
-            i for i, h in hits.items() if sparse_query is not None and h.sparse_score is None
+        return [
+            [(UUID(str(p.id)), p.payload if spec.with_payload else None, p.score) for p in points]
+            for spec, points in zip(
+                specs, self.shard.query_batch(qe.QueryBatchRequest(requests)), strict=True
+            )
         ]
-        follow_up = []
-        if need_dense:
-            follow_up.append(
-                qe.QueryRequest(
-                    limit=len(need_dense),
-                    query=qe.Query.Nearest(dense_query, using=DENSE),
-                    filter=qe.Filter(must=[_has_ids(need_dense)]),
-                    with_payload=False,
-                )
-            )
-        if need_sparse:
-            follow_up.append(
-                qe.QueryRequest(
-                    limit=len(need_sparse),
-                    query=qe.Query.Nearest(sparse_query, using=SPARSE),
-                    filter=qe.Filter(must=[_has_ids(need_sparse)]),
-                    params=idf,
-                    with_payload=False,
-                )
-            )
-        if follow_up:
-            extra = iter(self.shard.query_batch(qe.QueryBatchRequest(follow_up)))
-            if need_dense:
-                for point in next(extra):
-                    hits[point.id].dense_score = point.score
-            if need_sparse:
-                for point in next(extra):
-                    hits[point.id].sparse_score = point.score
-                for i in need_sparse:  # no shared term: BM25 scores it 0
-                    if hits[i].sparse_score is None:
-                        hits[i].sparse_score = 0.0
-        return list(hits.values())
-
-    def _dense_query(self, dense: np.ndarray | None) -> list[float] | None:
-        if dense is None:
-            return None
-        vector = np.asarray(dense, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != self.dim:
-            raise ValueError(f"expected a {self.dim}-dim query vector, got {vector.shape[0]}")
-        return vector.tolist()
 
     def get(self, caller: Caller, ids: list[UUID]) -> list[StoredMemory]:
         if not ids:

@@ -28,7 +28,9 @@ from memstream.store.base import (
     KEYWORD_FIELDS,
     SPARSE,
     Caller,
-    Hit,
+    HybridSearch,
+    QuerySpec,
+    ScoredPoint,
     Sparse,
     StoredMemory,
     memory_from_payload,
@@ -119,7 +121,7 @@ def _sparse(vector: Sparse) -> models.SparseVector:
 # --- the store ---------------------------------------------------------------------------
 
 
-class QdrantServerStore:
+class QdrantServerStore(HybridSearch):
     """`MemoryStore` on a Qdrant server collection (or alias) through `qdrant-client`.
 
     `collection` names an alias (created with `<collection>_v1` behind it when neither
@@ -336,108 +338,35 @@ class QdrantServerStore:
 
     # --- reads ---------------------------------------------------------------------------
 
-    def search(
+    def _query_batch(
         self,
+        specs: list[QuerySpec],
         caller: Caller,
-        *,
-        dense: np.ndarray | None = None,
-        sparse: Sparse | None = None,
-        limit: int = 50,
-        valid_at: datetime | None = None,
-        topics: list[str] | None = None,
-        tags: list[str] | None = None,
-        agents: list[str] | None = None,
-    ) -> list[Hit]:
-        if limit <= 0:
-            return []
-        flt = search_filter(caller, valid_at, topics, tags, agents)
-        dense_query = self._dense_query(dense)
-        sparse_query = _sparse(sparse) if sparse is not None and sparse.indices else None
+        dense: list[float] | None,
+        sparse: Sparse | None,
+        filters: dict[str, Any],
+    ) -> list[list[ScoredPoint]]:
+        flt = search_filter(caller, **filters)
         idf = models.SearchParams(idf=models.IdfCorpusParams(corpus=tenant_filter(caller.tenant)))
-        requests = []
-        if dense_query is not None:
-            requests.append(
-                models.QueryRequest(
-                    query=dense_query, using=DENSE, filter=flt, limit=limit, with_payload=True
-                )
+        requests = [
+            models.QueryRequest(
+                query=dense if spec.using == DENSE else _sparse(sparse),  # type: ignore[arg-type]
+                using=spec.using,
+                filter=models.Filter(must=[_has_ids(spec.ids)]) if spec.ids is not None else flt,
+                limit=spec.limit,
+                with_payload=spec.with_payload,
+                params=idf if spec.using == SPARSE else None,
             )
-        if sparse_query is not None:
-            requests.append(
-                models.QueryRequest(
-                    query=sparse_query,
-                    using=SPARSE,
-                    filter=flt,
-                    limit=limit,
-                    with_payload=True,
-                    params=idf,
-                )
-            )
-        if not requests:
-            return []
-        results = iter(self.client.query_batch_points(self.collection, requests=requests))
-        dense_points = next(results).points if dense_query is not None else []
-        sparse_points = next(results).points if sparse_query is not None else []
-
-        hits: dict[UUID, Hit] = {}
-        for point in dense_points:
-            hits[UUID(str(point.id))] = Hit(
-                memory_from_payload(point.payload or {}), dense_score=point.score
-            )
-        for point in sparse_points:
-            key = UUID(str(point.id))
-            hit = hits.get(key)
-            if hit is None:
-                hits[key] = Hit(memory_from_payload(point.payload or {}), sparse_score=point.score)
-            else:
-                hit.sparse_score = point.score
-        need_dense = [
-            i for i, h in hits.items() if dense_query is not None and h.dense_score is None
+            for spec in specs
         ]
-        need_sparse = [
-            i for i, h in hits.items() if sparse_query is not None and h.sparse_score is None
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [
+            [
+                (UUID(str(p.id)), p.payload if spec.with_payload else None, p.score)
+                for p in response.points
+            ]
+            for spec, response in zip(specs, responses, strict=True)
         ]
-        follow_up = []
-        if need_dense:
-            follow_up.append(
-                models.QueryRequest(
-                    query=dense_query,
-                    using=DENSE,
-                    filter=models.Filter(must=[_has_ids(need_dense)]),
-                    limit=len(need_dense),
-                    with_payload=False,
-                )
-            )
-        if need_sparse:
-            follow_up.append(
-                models.QueryRequest(
-                    query=sparse_query,
-                    using=SPARSE,
-                    filter=models.Filter(must=[_has_ids(need_sparse)]),
-                    limit=len(need_sparse),
-                    params=idf,
-                    with_payload=False,
-                )
-            )
-        if follow_up:
-            extra = iter(self.client.query_batch_points(self.collection, requests=follow_up))
-            if need_dense:
-                for point in next(extra).points:
-                    hits[UUID(str(point.id))].dense_score = point.score
-            if need_sparse:
-                for point in next(extra).points:
-                    hits[UUID(str(point.id))].sparse_score = point.score
-                for i in need_sparse:
-                    if hits[i].sparse_score is None:
-                        hits[i].sparse_score = 0.0
-        return list(hits.values())
-
-    def _dense_query(self, dense: np.ndarray | None) -> list[float] | None:
-        if dense is None:
-            return None
-        vector = np.asarray(dense, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != self.dim:
-            raise ValueError(f"expected a {self.dim}-dim query vector, got {vector.shape[0]}")
-        return vector.tolist()
 
     def get(self, caller: Caller, ids: list[UUID]) -> list[StoredMemory]:
         if not ids:
