@@ -333,6 +333,10 @@ def eval_retrieval(
         Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
     ],
     k: Annotated[str, typer.Option(help="comma-separated cut-offs")] = "1,5,10",
+    pii_policy: Annotated[
+        str,
+        typer.Option(help="allow (turns as spoken) or seal/redact (the worker's privacy stage)"),
+    ] = "allow",
     as_json: Annotated[bool, typer.Option("--json")] = False,
     save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
 ) -> None:
@@ -341,7 +345,9 @@ def eval_retrieval(
 
     settings = _settings()
     ks = tuple(int(x) for x in k.split(","))
-    result = run_retrieval_eval(dataset, ks=ks, weights=settings.ranking_weights())
+    result = run_retrieval_eval(
+        dataset, ks=ks, weights=settings.ranking_weights(), pii_policy=pii_policy
+    )
     if save:
         result["saved_to"] = str(_save_result("eval-retrieval", result))
     typer.echo(json.dumps(result, indent=None if as_json else 2))

@@ -28,8 +28,18 @@ from memstream.schemas.events import Memory
 from memstream.store.base import Caller, MemoryStore
 from memstream.store.sink import write_records
 from memstream.streams.enrich import ModelStage
+from memstream.streams.privacy_stage import PrivacyStage
 
 MODES = ("hybrid", "lexical", "dense", "bm25_turn_only")
+
+
+def _privacy_stage(data_dir: Path, policy: str) -> PrivacyStage | None:
+    if policy == "allow":
+        return None  # nothing would change: skip the scan
+    from memstream.settings import Settings
+    from memstream.streams.app import build_privacy_stage
+
+    return build_privacy_stage(Settings(data_dir=data_dir, pii_default_action=policy))  # type: ignore[arg-type]
 
 
 def session_time(text: str, fallback: datetime) -> datetime:
@@ -79,9 +89,20 @@ def turn_memories(
     return memories, dia_of, asked_at
 
 
-def ingest(store: MemoryStore, stage: ModelStage, memories: list[Memory], batch: int = 256) -> None:
+def ingest(
+    store: MemoryStore,
+    stage: ModelStage,
+    memories: list[Memory],
+    batch: int = 256,
+    privacy: PrivacyStage | None = None,
+) -> None:
+    """The worker's path: privacy stage (when given), model stage, sink."""
+    from memstream.schemas.events import Indexed
+    from memstream.streams.app import enrich_or_reject
+
     for start in range(0, len(memories), batch):
-        write_records(store, stage.process(memories[start : start + batch]))
+        results = enrich_or_reject(stage, memories[start : start + batch], privacy)  # type: ignore[arg-type]
+        write_records(store, [r for r in results if isinstance(r, Indexed)])
     store.optimize()
 
 
@@ -90,7 +111,11 @@ def run_retrieval_eval(
     ks: tuple[int, ...] = (1, 5, 10),
     embedder: Embedder | None = None,
     weights: RankingWeights | None = None,
+    pii_policy: str = "allow",
 ) -> dict[str, Any]:
+    """`pii_policy`: what the privacy stage does with personal data in the turns; `allow`
+    (the default here) indexes them as spoken, `seal` as the worker does by default, which
+    hides speaker and other names from the lexical index and the embedding."""
     from memstream.store.edge import EdgeStore
 
     data = load_locomo(dataset)
@@ -105,8 +130,11 @@ def run_retrieval_eval(
         store = EdgeStore(Path(tmp) / "store")
         plain_store = EdgeStore(Path(tmp) / "plain")
         try:
-            ingest(store, ModelStage(embedder, HotSwapScorer(registry)), memories)
-            ingest(plain_store, ModelStage(embedder, HotSwapScorer(registry)), plain)
+            privacy = _privacy_stage(Path(tmp), pii_policy)
+            ingest(store, ModelStage(embedder, HotSwapScorer(registry)), memories, privacy=privacy)
+            ingest(
+                plain_store, ModelStage(embedder, HotSwapScorer(registry)), plain, privacy=privacy
+            )
             retriever = Retriever(store, embedder, weights)
             plain_retriever = Retriever(plain_store, embedder, weights)
             for question in data.questions:
@@ -156,6 +184,7 @@ def run_retrieval_eval(
         "points_stored": stored,
         "embedding_model": embedder.version,
         "weights": vars(weights or RankingWeights()),
+        "pii_policy": pii_policy,
         "dataset": str(dataset),
         "dataset_notes": data.stats,
     }
