@@ -60,7 +60,7 @@ def replay_cmd(
     """Re-process history into a new store version while the live one serves.
 
     Resumable: re-running the same command continues after the last stored batch. With
-    --swap the alias moves at the end; restart the worker to serve the new version."""
+    --swap the alias moves at the end; a running worker follows it within a second."""
     from memstream.replay import ReplayError, replay
 
     settings = _settings()
@@ -97,7 +97,9 @@ def replay_cmd(
             f"{summary['processor_failures']} dead-lettered"
         )
     if summary["swapped"]:
-        typer.echo(f"alias -> memories_v{summary['version']}; restart the worker to serve it")
+        typer.echo(
+            f"alias -> memories_v{summary['version']}; running workers follow it within a second"
+        )
 
 
 @processors_app.command("list")

@@ -20,8 +20,8 @@ with the worker's `MEMSTREAM_DATA_DIR`); records of `memstream.indexed` are
 written as they are (no re-embedding: the fast path). Invalid records are counted as
 rejected; a replay sends no dead letters of its own (the live pipeline already did).
 
-The running worker opens the live version once at start and does not follow the alias:
-restart it after `--swap`. Duplicates are found against the replay's own in-memory pool,
+A running worker's store (`memstream.store.live.LiveStore`) follows the alias within a
+second of `--swap`. Duplicates are found against the replay's own in-memory pool,
 so after a resume a duplicate of a memory stored before the crash is kept on its own.
 """
 
@@ -719,7 +719,7 @@ async def replay_async(
     if swap:
         collections.swap(version)
         swapped = True
-        log.info("alias swapped; restart the worker to serve the new version", version=version)
+        log.info("alias swapped; running workers follow it", version=version)
     seconds = time.perf_counter() - started
     return {
         "version": version,
