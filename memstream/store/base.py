@@ -2,12 +2,14 @@
 
 A point is one memory; its id is the memory id (the source event's UUIDv7), so writing the
 same memory twice rewrites the same point (idempotent). Access is decided here, from the
-caller's identity, never from a request: see `access_filter` in each backend.
+caller's identity, never from a request: see `access_filter` below, written once for both
+backends.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -159,6 +161,73 @@ def memory_from_payload(payload: dict[str, Any]) -> StoredMemory:
         sealed=payload.get("sealed"),
         subjects=list(payload.get("subjects") or []),
     )
+
+
+# --- the filters both backends share -----------------------------------------------------------
+
+
+class FilterDialect(Protocol):
+    """How one backend spells filter conditions; the rules below are written once over it,
+    so the access rule cannot drift between Qdrant Edge and the Qdrant server."""
+
+    def match(self, key: str, value: str) -> Any: ...
+
+    def any(self, key: str, values: Iterable[str]) -> Any: ...
+
+    def all(self, conditions: list[Any]) -> Any: ...
+
+    def either(self, conditions: list[Any]) -> Any: ...
+
+    def before(self, key: str, iso: str) -> Any:
+        """key <= iso (datetime)."""
+
+    def after(self, key: str, iso: str) -> Any:
+        """key > iso (datetime)."""
+
+    def empty(self, key: str) -> Any: ...
+
+
+def access_filter(d: FilterDialect, caller: Caller) -> Any:
+    """What `caller.may_see` allows, as a filter: built from the caller's identity only."""
+    visible: list[Any] = [
+        d.any("scope", ["tenant", "public"]),
+        d.all([d.match("scope", "private"), d.match("agent_id", caller.agent_id)]),
+    ]
+    if caller.teams:
+        visible.append(d.any("scope", (f"team:{team}" for team in caller.teams)))
+    return d.all([d.match("tenant", caller.tenant), d.either(visible)])
+
+
+def valid_filter(d: FilterDialect, at: datetime) -> Any:
+    """valid_from (ts when unset) <= at, and valid_to unset or > at."""
+    t = at.isoformat()
+    started = d.either(
+        [d.before("valid_from", t), d.all([d.empty("valid_from"), d.before("ts", t)])]
+    )
+    not_ended = d.either([d.empty("valid_to"), d.after("valid_to", t)])
+    return d.all([started, not_ended])
+
+
+def search_filter(
+    d: FilterDialect,
+    caller: Caller,
+    valid_at: datetime | None = None,
+    topics: list[str] | None = None,
+    tags: list[str] | None = None,
+    agents: list[str] | None = None,
+) -> Any:
+    """The access filter plus the optional validity time and topic, tag and agent filters
+    (an empty list does not restrict)."""
+    must: list[Any] = [access_filter(d, caller)]
+    if valid_at is not None:
+        must.append(valid_filter(d, valid_at))
+    if topics:
+        must.append(d.any("topic", topics))
+    if tags:
+        must.append(d.any("tags", tags))
+    if agents:
+        must.append(d.any("agent_id", agents))
+    return d.all(must)
 
 
 # --- the hybrid search both backends share -----------------------------------------------------

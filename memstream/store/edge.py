@@ -29,8 +29,10 @@ from memstream.store.base import (
     ScoredPoint,
     Sparse,
     StoredMemory,
+    access_filter,
     memory_from_payload,
     memory_to_payload,
+    search_filter,
 )
 
 UPSERT_BATCH = 1024
@@ -81,57 +83,29 @@ def tenant_filter(tenant: str) -> qe.Filter:
     return qe.Filter(must=[_match("tenant", tenant)])
 
 
-def access_filter(caller: Caller) -> qe.Filter:
-    """What `caller.may_see` allows, as a filter: built from the caller's identity only."""
-    visible: list[Any] = [
-        _any("scope", ["tenant", "public"]),
-        qe.Filter(must=[_match("scope", "private"), _match("agent_id", caller.agent_id)]),
-    ]
-    if caller.teams:
-        visible.append(_any("scope", (f"team:{team}" for team in caller.teams)))
-    return qe.Filter(must=[_match("tenant", caller.tenant), qe.Filter(should=visible)])
+class _EdgeDialect:
+    """Filter conditions in qdrant_edge's spelling (see `FilterDialect`)."""
+
+    match = staticmethod(_match)
+    any = staticmethod(_any)
+
+    def all(self, conditions: list[Any]) -> qe.Filter:
+        return qe.Filter(must=conditions)
+
+    def either(self, conditions: list[Any]) -> qe.Filter:
+        return qe.Filter(should=conditions)
+
+    def before(self, key: str, iso: str) -> qe.FieldCondition:
+        return qe.FieldCondition(key, range=qe.RangeDateTime(lte=iso))
+
+    def after(self, key: str, iso: str) -> qe.FieldCondition:
+        return qe.FieldCondition(key, range=qe.RangeDateTime(gt=iso))
+
+    def empty(self, key: str) -> qe.IsEmptyCondition:
+        return qe.IsEmptyCondition(key)
 
 
-def valid_filter(at: datetime) -> qe.Filter:
-    """valid_from (ts when unset) <= at, and valid_to unset or > at."""
-    t = at.isoformat()
-    started = qe.Filter(
-        should=[
-            qe.FieldCondition("valid_from", range=qe.RangeDateTime(lte=t)),
-            qe.Filter(
-                must=[
-                    qe.IsEmptyCondition("valid_from"),
-                    qe.FieldCondition("ts", range=qe.RangeDateTime(lte=t)),
-                ]
-            ),
-        ]
-    )
-    not_ended = qe.Filter(
-        should=[
-            qe.IsEmptyCondition("valid_to"),
-            qe.FieldCondition("valid_to", range=qe.RangeDateTime(gt=t)),
-        ]
-    )
-    return qe.Filter(must=[started, not_ended])
-
-
-def search_filter(
-    caller: Caller,
-    valid_at: datetime | None = None,
-    topics: list[str] | None = None,
-    tags: list[str] | None = None,
-    agents: list[str] | None = None,
-) -> qe.Filter:
-    must: list[Any] = [access_filter(caller)]
-    if valid_at is not None:
-        must.append(valid_filter(valid_at))
-    if topics:
-        must.append(_any("topic", topics))
-    if tags:
-        must.append(_any("tags", tags))
-    if agents:
-        must.append(_any("agent_id", agents))
-    return qe.Filter(must=must)
+DIALECT = _EdgeDialect()
 
 
 def _sparse(vector: Sparse) -> qe.SparseVector:
@@ -248,7 +222,7 @@ class EdgeStore(HybridSearch):
         sparse: Sparse | None,
         filters: dict[str, Any],
     ) -> list[list[ScoredPoint]]:
-        flt = search_filter(caller, **filters)
+        flt = search_filter(DIALECT, caller, **filters)
         idf = qe.SearchParams(idf=qe.IdfParams(corpus=tenant_filter(caller.tenant)))
         requests = [
             qe.QueryRequest(
@@ -275,7 +249,7 @@ class EdgeStore(HybridSearch):
         records, _ = self.shard.scroll(
             qe.ScrollRequest(
                 limit=len(ids),
-                filter=qe.Filter(must=[access_filter(caller), _has_ids(ids)]),
+                filter=qe.Filter(must=[access_filter(DIALECT, caller), _has_ids(ids)]),
                 with_payload=True,
             )
         )

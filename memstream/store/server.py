@@ -33,14 +33,16 @@ from memstream.store.base import (
     ScoredPoint,
     Sparse,
     StoredMemory,
+    access_filter,
     memory_from_payload,
     memory_to_payload,
+    search_filter,
 )
 
 UPSERT_BATCH = 512
 
 
-# --- filters (mirror memstream.store.edge) -------------------------------------------------
+# --- filters (the rules are in memstream.store.base) -------------------------------------------------
 
 
 def _match(key: str, value: str) -> models.FieldCondition:
@@ -59,57 +61,29 @@ def tenant_filter(tenant: str) -> models.Filter:
     return models.Filter(must=[_match("tenant", tenant)])
 
 
-def access_filter(caller: Caller) -> models.Filter:
-    """What `caller.may_see` allows, as a filter: built from the caller's identity only."""
-    visible: list[Any] = [
-        _any("scope", ["tenant", "public"]),
-        models.Filter(must=[_match("scope", "private"), _match("agent_id", caller.agent_id)]),
-    ]
-    if caller.teams:
-        visible.append(_any("scope", (f"team:{team}" for team in caller.teams)))
-    return models.Filter(must=[_match("tenant", caller.tenant), models.Filter(should=visible)])
+class _ServerDialect:
+    """Filter conditions in qdrant-client's spelling (see `FilterDialect`)."""
+
+    match = staticmethod(_match)
+    any = staticmethod(_any)
+
+    def all(self, conditions: list[Any]) -> models.Filter:
+        return models.Filter(must=conditions)
+
+    def either(self, conditions: list[Any]) -> models.Filter:
+        return models.Filter(should=conditions)
+
+    def before(self, key: str, iso: str) -> models.FieldCondition:
+        return models.FieldCondition(key=key, range=models.DatetimeRange(lte=iso))
+
+    def after(self, key: str, iso: str) -> models.FieldCondition:
+        return models.FieldCondition(key=key, range=models.DatetimeRange(gt=iso))
+
+    def empty(self, key: str) -> models.IsEmptyCondition:
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
 
 
-def valid_filter(at: datetime) -> models.Filter:
-    """valid_from (ts when unset) <= at, and valid_to unset or > at."""
-    t = at.isoformat()
-    started = models.Filter(
-        should=[
-            models.FieldCondition(key="valid_from", range=models.DatetimeRange(lte=t)),
-            models.Filter(
-                must=[
-                    models.IsEmptyCondition(is_empty=models.PayloadField(key="valid_from")),
-                    models.FieldCondition(key="ts", range=models.DatetimeRange(lte=t)),
-                ]
-            ),
-        ]
-    )
-    not_ended = models.Filter(
-        should=[
-            models.IsEmptyCondition(is_empty=models.PayloadField(key="valid_to")),
-            models.FieldCondition(key="valid_to", range=models.DatetimeRange(gt=t)),
-        ]
-    )
-    return models.Filter(must=[started, not_ended])
-
-
-def search_filter(
-    caller: Caller,
-    valid_at: datetime | None = None,
-    topics: list[str] | None = None,
-    tags: list[str] | None = None,
-    agents: list[str] | None = None,
-) -> models.Filter:
-    must: list[Any] = [access_filter(caller)]
-    if valid_at is not None:
-        must.append(valid_filter(valid_at))
-    if topics:
-        must.append(_any("topic", topics))
-    if tags:
-        must.append(_any("tags", tags))
-    if agents:
-        must.append(_any("agent_id", agents))
-    return models.Filter(must=must)
+DIALECT = _ServerDialect()
 
 
 def _sparse(vector: Sparse) -> models.SparseVector:
@@ -346,7 +320,7 @@ class QdrantServerStore(HybridSearch):
         sparse: Sparse | None,
         filters: dict[str, Any],
     ) -> list[list[ScoredPoint]]:
-        flt = search_filter(caller, **filters)
+        flt = search_filter(DIALECT, caller, **filters)
         idf = models.SearchParams(idf=models.IdfCorpusParams(corpus=tenant_filter(caller.tenant)))
         requests = [
             models.QueryRequest(
@@ -373,7 +347,7 @@ class QdrantServerStore(HybridSearch):
             return []
         records, _ = self.client.scroll(
             self.collection,
-            scroll_filter=models.Filter(must=[access_filter(caller), _has_ids(ids)]),
+            scroll_filter=models.Filter(must=[access_filter(DIALECT, caller), _has_ids(ids)]),
             limit=len(ids),
             with_payload=True,
         )
