@@ -19,19 +19,17 @@ OpenDP draws from the OS's CSPRNG and cannot be seeded, by design.
 from __future__ import annotations
 
 import math
-import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import opendp.prelude as dp
 
+from memstream.sqlite_file import SqliteFile
+
 dp.enable_features("contrib")  # make_laplace and friends are "contrib" in OpenDP
 
-BUSY_TIMEOUT_MS = 10_000
 _SLACK = 1e-9  # float sums of epsilons: 0.1 spent ten times must fit a budget of 1.0
 
 _SCHEMA = (
@@ -70,7 +68,7 @@ def _check_epsilon(epsilon: float) -> float:
     return epsilon
 
 
-class PrivacyBudget:
+class PrivacyBudget(SqliteFile):
     """Each tenant may spend at most ``epsilon_per_tenant`` in total, across processes.
 
     What was spent is kept in SQLite (WAL; a spend is one ``BEGIN IMMEDIATE`` transaction,
@@ -80,30 +78,7 @@ class PrivacyBudget:
 
     def __init__(self, path: Path, epsilon_per_tenant: float = 1.0) -> None:
         self.epsilon_per_tenant = _check_epsilon(epsilon_per_tenant)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        self._db.execute(f"pragma busy_timeout={BUSY_TIMEOUT_MS}")
-        self._db.execute("pragma journal_mode=wal")
-        self._db.execute("pragma synchronous=full")  # a spend must not be forgotten
-        self._lock = threading.Lock()
-        with self._write() as db:
-            for stmt in _SCHEMA:
-                db.execute(stmt)
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("begin immediate")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("rollback")
-                raise
-            self._db.execute("commit")
+        super().__init__(path, _SCHEMA, ("synchronous=full",))
 
     def spent(self, tenant: str) -> float:
         """Epsilon the tenant has spent so far."""

@@ -20,18 +20,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from memstream.privacy.policy import normalise, tenant_key
+from memstream.sqlite_file import SqliteFile
 
 KEY_BYTES = 32  # AES-256
 SUBJECT_HEX = 32  # 128-bit subject ids: short in every sealed record, collisions negligible
-BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA = (
     """
@@ -71,36 +67,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class KeyStore:
+class KeyStore(SqliteFile):
     """One random data key per ``(tenant, subject_id)``, with erasure tombstones."""
 
     def __init__(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        self._db.execute(f"pragma busy_timeout={BUSY_TIMEOUT_MS}")
-        self._db.execute("pragma journal_mode=wal")
-        self._db.execute("pragma secure_delete=on")  # zero deleted keys in the file
-        self._db.execute("pragma synchronous=full")  # a key we handed out must not vanish
-        self._lock = threading.Lock()
-        with self._write() as db:
-            for stmt in _SCHEMA:
-                db.execute(stmt)
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, exclusive across threads and processes."""
-        with self._lock:
-            self._db.execute("begin immediate")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("rollback")
-                raise
-            self._db.execute("commit")
+        super().__init__(path, _SCHEMA, ("secure_delete=on", "synchronous=full"))
 
     def key_for(
         self,

@@ -12,11 +12,13 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
+from memstream.schemas.events import Slug
+from memstream.sqlite_file import SqliteFile
 from memstream.store.base import Caller
 
 _SCHEMA = """
@@ -33,17 +35,16 @@ create table if not exists tokens (
 """
 
 
+_slug = TypeAdapter(Slug)
+
+
 class InvalidToken(Exception):
     """Missing, malformed, unknown, revoked or wrong token: all answered the same way."""
 
 
-class TokenStore:
+class TokenStore(SqliteFile):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("pragma journal_mode=wal")
-        self._db.execute(_SCHEMA)
-        self._lock = threading.Lock()
+        super().__init__(path, [_SCHEMA])
 
     def create(
         self,
@@ -52,19 +53,13 @@ class TokenStore:
         teams: list[str] | None = None,
         clearance: list[str] | None = None,
     ) -> str:
-        """A new token for this identity; the only time its secret exists in clear."""
-        from pydantic import TypeAdapter
-
-        from memstream.schemas.events import Slug
-
-        slug = TypeAdapter(Slug)
-        slug.validate_python(tenant)
-        slug.validate_python(agent_id)
-        for team in teams or []:
-            slug.validate_python(team)
+        """A new token for this identity; the only time its secret exists in clear. Ids
+        follow the events' rules (`Slug`), so a token can name only what an event can."""
+        for value in (tenant, agent_id, *(teams or [])):
+            _slug.validate_python(value)
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-        with self._lock:
-            self._db.execute(
+        with self._write() as db:
+            db.execute(
                 "insert into tokens values (?, ?, ?, ?, ?, ?, ?, 0)",
                 (
                     token_id,
@@ -96,6 +91,6 @@ class TokenStore:
 
     def revoke(self, token: str) -> bool:
         token_id = token.split("_", 2)[1] if token.count("_") >= 2 else ""
-        with self._lock:
-            cursor = self._db.execute("update tokens set revoked = 1 where id = ?", (token_id,))
+        with self._write() as db:
+            cursor = db.execute("update tokens set revoked = 1 where id = ?", (token_id,))
         return cursor.rowcount > 0
