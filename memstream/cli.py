@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -279,9 +279,7 @@ def bench_pipeline(
     result = run_pipeline_bench(
         events, [b.strip() for b in brokers.split(",") if b.strip()], progress=not as_json
     )
-    if save:
-        result["saved_to"] = str(_save_result("pipeline", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("pipeline", result, save=save, as_json=as_json)
 
 
 @bench_app.command("embed")
@@ -304,9 +302,7 @@ def bench_embed(
     result = run_embed_bench(
         [int(b) for b in batches.split(",")], repeats, dataset, reference_python
     )
-    if save:
-        result["saved_to"] = str(_save_result("embed", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("embed", result, save=save, as_json=as_json)
 
 
 @eval_app.command("valuation")
@@ -322,9 +318,7 @@ def eval_valuation(
 
     _settings()
     result = run_valuation_eval(seed=seed, n_feedback=feedback, noise=noise)
-    if save:
-        result["saved_to"] = str(_save_result("eval-valuation", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("eval-valuation", result, save=save, as_json=as_json)
 
 
 @eval_app.command("retrieval")
@@ -348,9 +342,7 @@ def eval_retrieval(
     result = run_retrieval_eval(
         dataset, ks=ks, weights=settings.ranking_weights(), pii_policy=pii_policy
     )
-    if save:
-        result["saved_to"] = str(_save_result("eval-retrieval", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("eval-retrieval", result, save=save, as_json=as_json)
 
 
 @eval_app.command("recency")
@@ -365,9 +357,7 @@ def eval_recency(
 
     settings = _settings()
     result = run_recency_eval(seed=seed, entities=entities, weights=settings.ranking_weights())
-    if save:
-        result["saved_to"] = str(_save_result("eval-recency", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("eval-recency", result, save=save, as_json=as_json)
 
 
 @bench_app.command("store")
@@ -383,9 +373,7 @@ def bench_store(
 
     _settings()
     result = run_store_bench(points=points, tenants=tenants, queries=queries)
-    if save:
-        result["saved_to"] = str(_save_result("store", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("store", result, save=save, as_json=as_json)
 
 
 @eval_app.command("pii")
@@ -404,9 +392,7 @@ def eval_pii(
 
     _settings()
     result = run_pii_eval(dataset, tier=tier)  # type: ignore[arg-type]
-    if save:
-        result["saved_to"] = str(_save_result("eval-pii", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("eval-pii", result, save=save, as_json=as_json)
 
 
 @bench_app.command("privacy")
@@ -421,9 +407,7 @@ def bench_privacy(
 
     _settings()
     result = run_privacy_bench(texts=texts, dataset=dataset)
-    if save:
-        result["saved_to"] = str(_save_result("privacy", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("privacy", result, save=save, as_json=as_json)
 
 
 @app.command()
@@ -474,9 +458,7 @@ def eval_compression(
 
     _settings()
     result = run_compression_eval(dataset, k=k)
-    if save:
-        result["saved_to"] = str(_save_result("eval-compression", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("eval-compression", result, save=save, as_json=as_json)
 
 
 @bench_app.command("replay")
@@ -493,9 +475,7 @@ def bench_replay(
 
     _settings()
     result = run_replay_bench(events, embed_cap=embed_cap)
-    if save:
-        result["saved_to"] = str(_save_result("replay", result))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _emit("replay", result, save=save, as_json=as_json)
 
 
 @bench_app.command("push")
@@ -522,8 +502,14 @@ def bench_push(
         broker_kind,
         progress=not as_json,
     )
+    _emit("push", result, save=save, as_json=as_json)
+
+
+def _emit(name: str, result: dict[str, Any], *, save: bool, as_json: bool) -> None:
+    """Print a bench or eval result; with `save`, record it (and where) under
+    benchmarks/results/ first."""
     if save:
-        result["saved_to"] = str(_save_result("push", result))
+        result["saved_to"] = str(_save_result(name, result))
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
