@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from memstream.privacy.truecase import needs_truecasing, truecase
+
 if TYPE_CHECKING:  # pragma: no cover
     from presidio_analyzer import AnalyzerEngine
 
@@ -789,7 +791,10 @@ class PiiDetector:
         chunks: list[tuple[int, int, str]] = []  # (text index, offset, piece)
         for i, text in enumerate(texts):
             if text:
-                chunks.extend((i, off, piece) for off, piece in chunk_text(text))
+                for off, piece in chunk_text(text):
+                    chunks.append((i, off, piece))
+                    if needs_truecasing(piece):  # lower-case text: detect on a shadow too
+                        chunks.append((i, off, truecase(piece)))
         nlp_chunks: list[tuple[int, int, str]] = []
         for i, off, piece in chunks:
             found = pattern_spans(piece)

@@ -212,3 +212,30 @@ def test_fast_tier_does_not_import_spacy() -> None:
         "assert 'spacy' not in sys.modules and 'presidio_analyzer' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_truecase_restores_names_only() -> None:
+    from memstream.privacy.truecase import is_common_word, needs_truecasing, truecase
+
+    text = "i met okonkwo adebayo at the conference in lagos; she located the missing months"
+    shadow = truecase(text)
+    assert len(shadow) == len(text)
+    assert shadow.lower() == text
+    for name in ["Okonkwo", "Adebayo", "Lagos"]:
+        assert name in shadow
+    for word in ["conference", "located", "missing", "months"]:  # inflections stay lower case
+        assert f" {word}" in shadow
+    assert is_common_word("planned") and not is_common_word("halvorsen")
+    assert needs_truecasing(text)
+    assert not needs_truecasing("I met Okonkwo Adebayo in Lagos.")
+    assert not needs_truecasing("ok")  # too short to judge
+
+
+@pytest.mark.parametrize("tier", ["full", "fast"])
+def test_lower_case_names_are_found(request, tier: str) -> None:
+    """Chat text typed in lower case still has its names detected (through the shadow)."""
+    det: PiiDetector = request.getfixturevalue(tier)
+    text = "remind me to call ingeborg vasquez about the lease, then dinner with rasmus and aurelie"
+    spans = det.detect(text)
+    for name in ["ingeborg vasquez", "rasmus", "aurelie"]:
+        assert _covered(text, spans, name), name
