@@ -6,7 +6,10 @@ Why z-scores and not RRF: on LoCoMo turns BM25 is the stronger signal (recall@5 
 (0.49); standardising each score over the candidates and adding dense at half weight kept
 BM25's lead and added dense's semantic matches (0.68). Recency is `2^(-age / half-life)`
 so a newer version of a fact tends to outrank an older one, and usefulness is the valuation
-model's score; both are small next to relevance by default. Recency alone cannot tell
+model's score; both are small next to relevance by default. A question about someone
+("What pets does Melanie have?") is best answered by what that agent wrote, so memories
+by an agent the query names get one standard deviation of relevance on top (LoCoMo
+recall@5 0.674 -> 0.70); it is a boost, not a filter, since others write about them too. Recency alone cannot tell
 versions of one fact apart reliably (their relevance differs by more than any safe
 recency weight: `memstream eval recency` measured 0.74 newest-first at weight 0.5 and
 0.85 at 1.0, where LoCoMo recall starts to drop); memories that name what they replace
@@ -30,6 +33,7 @@ class RankingWeights:
     recency: float = 0.5
     half_life_days: float = 90.0
     usefulness: float = 0.1
+    subject: float = 1.0  # memories written by an agent the query names
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,13 @@ def _standardise(values: np.ndarray) -> np.ndarray:
 
 
 def rank(
-    hits: list[Hit], now: datetime, weights: RankingWeights | None = None
+    hits: list[Hit],
+    now: datetime,
+    weights: RankingWeights | None = None,
+    subject_agents: frozenset[str] = frozenset(),
 ) -> list[ScoredMemory]:
-    """Candidates best first. A candidate one list missed gets that list's lowest score."""
+    """Candidates best first. A candidate one list missed gets that list's lowest score;
+    one written by an agent in ``subject_agents`` (the query is about them) gets a boost."""
     weights = weights or RankingWeights()
     if not hits:
         return []
@@ -67,11 +75,13 @@ def rank(
     )
     recency = np.power(0.5, age_days / weights.half_life_days)
     usefulness = np.array([h.memory.usefulness for h in hits])
+    about = np.array([h.memory.agent_id in subject_agents for h in hits], dtype=float)
     score = (
         weights.lexical * _standardise(lexical)
         + weights.dense * _standardise(dense)
         + weights.recency * recency
         + weights.usefulness * (usefulness - 0.5)
+        + weights.subject * about
     )
     order = np.argsort(-score, kind="stable")
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from memstream.models.compression import decode_vectors
 from memstream.models.embedding import Embedder
 from memstream.retrieval.ranking import RankingWeights, ScoredMemory, rank
-from memstream.store.base import Caller, MemoryStore
+from memstream.store.base import Caller, Hit, MemoryStore
 from memstream.store.lexical import query_sparse
 
 
@@ -69,4 +70,16 @@ class Retriever:
             scores = decode_vectors(codes.reshape(len(missing), -1)) @ vector
             for hit, score in zip(missing, scores, strict=True):
                 hit.dense_score = float(score)
-        return rank(hits, now, self.weights)[:k]
+        return rank(hits, now, self.weights, named_agents(query, hits))[:k]
+
+
+_MIN_AGENT_ID = 3  # shorter ids ("a", "ai") would match ordinary words
+
+
+def named_agents(query: str, hits: list[Hit]) -> frozenset[str]:
+    """Authors among the candidates whose agent id the query names as a word ("melanie" in
+    "What pets does Melanie have?"): the query is about them."""
+    authors = {h.memory.agent_id for h in hits if len(h.memory.agent_id) >= _MIN_AGENT_ID}
+    words = set(re.findall(r"[\w.-]+", query.lower()))
+    words |= {w.strip(".-") for w in words}
+    return frozenset(a for a in authors if a.lower() in words)

@@ -7,14 +7,17 @@ from memstream.eval.locomo import normalise_dia_id, recall_at_k
 from memstream.eval.retrieval import session_time
 from memstream.models.compression import same_words, word_set
 from memstream.retrieval.ranking import RankingWeights, rank
+from memstream.retrieval.search import named_agents
 from memstream.store.base import Caller, Hit, StoredMemory
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def _memory(text: str, age_days: float = 0.0, usefulness: float = 0.5) -> StoredMemory:
+def _memory(
+    text: str, age_days: float = 0.0, usefulness: float = 0.5, agent: str = "a"
+) -> StoredMemory:
     ts = NOW - timedelta(days=age_days)
-    return StoredMemory(uuid4(), "t", "a", "tenant", text, ts, ts, usefulness=usefulness)
+    return StoredMemory(uuid4(), "t", agent, "tenant", text, ts, ts, usefulness=usefulness)
 
 
 def test_updated_values_are_not_duplicates() -> None:
@@ -65,3 +68,20 @@ def test_locomo_helpers() -> None:
     assert recall_at_k(["D1:1", "D1:2", "D1:3"], ("D1:2", "D9:9"), 2) == 0.5
     assert session_time("1:56 pm on 8 May, 2023", NOW) == datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
     assert session_time("not a date", NOW) == NOW
+
+
+def test_memories_by_the_agent_a_query_names_are_boosted() -> None:
+    by_other = _memory("melanie has two cats, says caroline", agent="caroline")
+    by_subject = _memory("we got another cat named bailey", agent="melanie")
+    by_bot = _memory("cats are great", agent="ai")
+    hits = [Hit(by_other, 0.6, 5.0), Hit(by_subject, 0.6, 4.0), Hit(by_bot, 0.1, 1.0)]
+    query = "What pets does Melanie have?"
+    named = named_agents(query, hits)
+    assert named == frozenset({"melanie"})  # "ai" is too short to be matched as a word
+    weights = RankingWeights(recency=0, usefulness=0)
+    assert rank(hits, NOW, weights)[0].memory is by_other
+    assert rank(hits, NOW, weights, named)[0].memory is by_subject
+    assert named_agents("What did agent-7 report?", [Hit(_memory("x", agent="agent-7"))]) == {
+        "agent-7"
+    }
+    assert not named_agents("What do cats eat?", hits)
