@@ -45,13 +45,21 @@ class Retriever:
         now = now or datetime.now(UTC)
         vector = self.embedder.embed([query])[0] if mode in ("hybrid", "dense") else None
         sparse = query_sparse(query) if mode in ("hybrid", "lexical") else None
+        limit = max(self.candidates, k)
+        valid_at = now if only_valid else None
         hits = self.store.search(
-            caller,
-            dense=vector,
-            sparse=sparse,
-            limit=max(self.candidates, k),
-            valid_at=now if only_valid else None,
+            caller, dense=vector, sparse=sparse, limit=limit, valid_at=valid_at
         )
+        subjects = named_agents(query, hits) if mode == "hybrid" else frozenset()
+        about = without_agents(query, subjects)
+        if about != query:
+            # A name dominates a small embedding model's vector ("What pets does Melanie
+            # have?" matches everything said to or about Melanie): the subject boost handles
+            # who, so the dense side searches for what.
+            vector = self.embedder.embed([about])[0]
+            hits = self.store.search(
+                caller, dense=vector, sparse=sparse, limit=limit, valid_at=valid_at
+            )
         if mode == "dense":
             hits = [h for h in hits if h.dense_score is not None]
             return [
@@ -70,7 +78,7 @@ class Retriever:
             scores = decode_vectors(codes.reshape(len(missing), -1)) @ vector
             for hit, score in zip(missing, scores, strict=True):
                 hit.dense_score = float(score)
-        return rank(hits, now, self.weights, named_agents(query, hits))[:k]
+        return rank(hits, now, self.weights, subjects)[:k]
 
 
 _MIN_AGENT_ID = 3  # shorter ids ("a", "ai") would match ordinary words
@@ -83,3 +91,14 @@ def named_agents(query: str, hits: list[Hit]) -> frozenset[str]:
     words = set(re.findall(r"[\w.-]+", query.lower()))
     words |= {w.strip(".-") for w in words}
     return frozenset(a for a in authors if a.lower() in words)
+
+
+def without_agents(query: str, agents: frozenset[str]) -> str:
+    """``query`` with the named agents' ids (and a possessive 's) taken out; unchanged when
+    nothing would be left."""
+    if not agents:
+        return query
+    names = "|".join(re.escape(a) for a in sorted(agents, key=len, reverse=True))
+    rest = re.sub(rf"(?<![\w.-])(?:{names})(?:['\u2019]s)?(?![\w-])", " ", query, flags=re.I)
+    rest = re.sub(r"\s+", " ", rest).strip()
+    return rest if re.search(r"\w", rest) else query

@@ -7,7 +7,7 @@ from memstream.eval.locomo import normalise_dia_id, recall_at_k
 from memstream.eval.retrieval import session_time
 from memstream.models.compression import same_words, word_set
 from memstream.retrieval.ranking import RankingWeights, rank
-from memstream.retrieval.search import named_agents
+from memstream.retrieval.search import named_agents, without_agents
 from memstream.store.base import Caller, Hit, StoredMemory
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -85,3 +85,13 @@ def test_memories_by_the_agent_a_query_names_are_boosted() -> None:
         "agent-7"
     }
     assert not named_agents("What do cats eat?", hits)
+
+
+def test_dense_query_without_the_named_agents() -> None:
+    melanie = frozenset({"melanie"})
+    assert without_agents("What pets does Melanie have?", melanie) == "What pets does have?"
+    assert without_agents("Where is Melanie\u2019s studio?", melanie) == "Where is studio?"
+    assert without_agents("Did Jon and Gina dance?", frozenset({"jon", "gina"})) == "Did and dance?"
+    assert without_agents("Melanie?", melanie) == "Melanie?"  # nothing left: keep the query
+    assert without_agents("What do melanies eat?", melanie) == "What do melanies eat?"
+    assert without_agents("What pets?", frozenset()) == "What pets?"
