@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,6 +25,18 @@ BUILDER_VERSION = "1"
 """Bump when `bert_onnx` changes the graph, so cached builds are rebuilt."""
 MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained with 256-token inputs (sentence_bert_config.json)."""
+
+
+@dataclass(frozen=True)
+class TokenVectors:
+    """One text's word pieces and their contextual vectors (float16, unit length)."""
+
+    vectors: np.ndarray  # (pieces, dim)
+    tokens: tuple[str, ...]
+
+    @classmethod
+    def empty(cls, dim: int) -> TokenVectors:
+        return cls(np.zeros((0, dim), dtype=np.float16), ())
 
 
 class Embedder(Protocol):
@@ -150,21 +164,43 @@ class OnnxEmbedder:
         return list(self.session.get_providers())
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for chunk, (vectors,), _encodings in self._run(texts, ["sentence_embedding"]):
+            out[chunk] = vectors
+        return out
+
+    def embed_tokens(self, texts: list[str]) -> list[TokenVectors]:
+        """Per text, the contextual vector of every word piece (unit length, without [CLS]
+        and [SEP]) and the pieces themselves: the input of late-interaction scoring."""
+        out: list[TokenVectors | None] = [None] * len(texts)
+        for chunk, (states,), encodings in self._run(texts, ["token_embeddings"]):
+            for row, i in enumerate(chunk):
+                n = sum(encodings[i].attention_mask)
+                vectors = states[row, 1 : n - 1]
+                norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+                out[i] = TokenVectors(
+                    (vectors / norms).astype(np.float16), tuple(encodings[i].tokens[1 : n - 1])
+                )
+        return [t if t is not None else TokenVectors.empty(self.dim) for t in out]
+
+    def _run(
+        self, texts: list[str], outputs: list[str]
+    ) -> Iterator[tuple[np.ndarray, list[np.ndarray], list[Any]]]:
+        """(text indices, model outputs, all encodings) per length-sorted sub-batch."""
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = np.array([sum(e.attention_mask) for e in encodings])
         order = np.argsort(lengths, kind="stable")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         for chunk in self._sub_batches(lengths[order], order):
             width = int(lengths[chunk].max())
             ids = np.array([encodings[i].ids[:width] for i in chunk], dtype=np.int64)
             mask = np.array([encodings[i].attention_mask[:width] for i in chunk], dtype=np.int64)
-            (vectors,) = self.session.run(
-                ["sentence_embedding"], {"input_ids": ids, "attention_mask": mask}
+            yield (
+                chunk,
+                self.session.run(outputs, {"input_ids": ids, "attention_mask": mask}),
+                encodings,
             )
-            out[chunk] = vectors
-        return out
 
 
 def load_embedder(kind: str = "minilm", prefer: Preference = "auto") -> Embedder:

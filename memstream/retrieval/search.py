@@ -9,8 +9,9 @@ import numpy as np
 
 from memstream.models.compression import decode_vectors
 from memstream.models.embedding import Embedder
+from memstream.retrieval.late import LateInteraction, TokenEmbedder
 from memstream.retrieval.ranking import RankingWeights, ScoredMemory, rank
-from memstream.store.base import Caller, Hit, MemoryStore
+from memstream.store.base import Caller, Hit, MemoryStore, StoredMemory
 from memstream.store.lexical import query_sparse
 
 
@@ -30,6 +31,7 @@ class Retriever:
         self.embedder = embedder
         self.weights = weights or RankingWeights()
         self.candidates = candidates
+        self.late = LateInteraction(embedder) if isinstance(embedder, TokenEmbedder) else None
 
     def search(
         self,
@@ -78,7 +80,17 @@ class Retriever:
             scores = decode_vectors(codes.reshape(len(missing), -1)) @ vector
             for hit, score in zip(missing, scores, strict=True):
                 hit.dense_score = float(score)
-        return rank(hits, now, self.weights, subjects)[:k]
+        ranked = rank(hits, now, self.weights, subjects)
+        window = self.weights.rerank_window
+        if self.late is None or window <= 0 or len(ranked) < 2:
+            return ranked[:k]
+        # rerank stage: the top candidates again, with late interaction (the query without
+        # the names, like the dense side)
+        by_id = {h.memory.memory_id: h for h in hits}
+        top = [by_id[r.memory.memory_id] for r in ranked[:window]]
+        late = self.late.scores(about, [(h.memory.text, _context(h.memory)) for h in top])
+        reranked = rank(top, now, self.weights, subjects, late)
+        return (reranked + ranked[window:])[:k]
 
 
 _MIN_AGENT_ID = 3  # shorter ids ("a", "ai") would match ordinary words
@@ -102,3 +114,8 @@ def without_agents(query: str, agents: frozenset[str]) -> str:
     rest = re.sub(rf"(?<![\w.-])(?:{names})(?:['\u2019]s)?(?![\w-])", " ", query, flags=re.I)
     rest = re.sub(r"\s+", " ", rest).strip()
     return rest if re.search(r"\w", rest) else query
+
+
+def _context(memory: StoredMemory) -> str | None:
+    context = memory.metadata.get("context")
+    return context if isinstance(context, str) else None

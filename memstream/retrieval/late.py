@@ -1,0 +1,113 @@
+"""Late-interaction reranking (ColBERT-style MaxSim) with the embedding model's token vectors.
+
+A pooled sentence vector blurs a short memory into one point; matching each word of the
+query against the best-matching word of the memory, in context, keeps the details. We use
+MiniLM's own contextual token vectors (zero-shot: the model was not trained for this), so
+no second model is needed:
+
+    score(q, m) = sum_i w_i * max(max_t q_i . m_t, CONTEXT_WEIGHT * max_c q_i . c_c) / sum_i w_i
+
+over the query's word pieces ``q_i`` (function words and punctuation left out), the memory's
+pieces ``m_t`` and the pieces ``c_c`` of its ``context`` (a conversation's previous turn),
+with ``w_i`` the piece's IDF over the memories being reranked. Token vectors are computed at
+query time for the top candidates only (`RankingWeights.rerank_window`) and kept in a small
+LRU cache, since memories do not change.
+
+On LoCoMo this signal alone reaches recall@5 0.70 against 0.53 for the pooled vectors of the
+same model (both with the names taken out of the question); see docs/retrieval.md.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from memstream.models.embedding import TokenVectors
+
+CONTEXT_WEIGHT = 0.8
+"""A match in the context counts a little less than one in the memory itself."""
+
+# Word pieces that carry no topic: question words, auxiliaries, pronouns, articles.
+QUERY_STOPWORDS = frozenset(
+    """a an the and or but of to in on at for with from by about as into than then so
+    what when where who whom whose why how which is are was were be been being am do does
+    did done have has had having will would can could should shall may might must i me my
+    mine we us our you your he him his she her hers it its they them their theirs this that
+    these those there here some any ever s t""".split()
+)
+
+_CACHE_SIZE = 4096
+
+
+@runtime_checkable
+class TokenEmbedder(Protocol):
+    """An embedder that can also return per-token vectors (`OnnxEmbedder` does)."""
+
+    def embed_tokens(self, texts: list[str]) -> list[TokenVectors]: ...
+
+
+def _weights(tokens: tuple[str, ...], docs: list[set[str]]) -> np.ndarray:
+    """IDF of each query piece over ``docs``, zero for function words and punctuation."""
+    n = len(docs)
+    out = np.zeros(len(tokens), dtype=np.float32)
+    for i, token in enumerate(tokens):
+        word = token.removeprefix("##")
+        if word in QUERY_STOPWORDS or not any(ch.isalnum() for ch in word):
+            continue
+        df = sum(1 for d in docs if token in d)
+        out[i] = math.log((n - df + 0.5) / (df + 0.5) + 1)
+    if not out.any():  # a query of function words only: every piece counts the same
+        out[:] = 1.0
+    return out
+
+
+class LateInteraction:
+    """MaxSim scores of one query against a few memories, token vectors cached by text."""
+
+    def __init__(self, embedder: TokenEmbedder, cache_size: int = _CACHE_SIZE) -> None:
+        self.embedder = embedder
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, TokenVectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _tokens(self, texts: list[str]) -> list[TokenVectors]:
+        with self._lock:
+            have = {t: self._cache[t] for t in texts if t in self._cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in have]
+        have.update(zip(missing, self.embedder.embed_tokens(missing), strict=True))
+        with self._lock:
+            for text in dict.fromkeys(texts):
+                self._cache[text] = have[text]
+                self._cache.move_to_end(text)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return [have[t] for t in texts]
+
+    def scores(self, query: str, memories: list[tuple[str, str | None]]) -> np.ndarray:
+        """One score per ``(text, context)``; higher is better, in [-1, 1]."""
+        if not memories:
+            return np.zeros(0, dtype=np.float32)
+        texts = [text for text, _ in memories]
+        contexts = [context or "" for _, context in memories]
+        q, *rest = self._tokens([query, *texts, *contexts])
+        docs, ctxs = rest[: len(texts)], rest[len(texts) :]
+        if not q.tokens:
+            return np.zeros(len(memories), dtype=np.float32)
+        pieces = [set(d.tokens) | set(c.tokens) for d, c in zip(docs, ctxs, strict=True)]
+        weights = _weights(q.tokens, pieces)
+        qv = q.vectors.astype(np.float32)
+        out = np.zeros(len(memories), dtype=np.float32)
+        for j, (doc, ctx) in enumerate(zip(docs, ctxs, strict=True)):
+            best = np.full(len(q.tokens), -1.0, dtype=np.float32)
+            if doc.tokens:
+                best = np.maximum(best, (qv @ doc.vectors.astype(np.float32).T).max(1))
+            if ctx.tokens:
+                best = np.maximum(
+                    best, CONTEXT_WEIGHT * (qv @ ctx.vectors.astype(np.float32).T).max(1)
+                )
+            out[j] = float((best * weights).sum() / weights.sum())
+        return out
