@@ -76,7 +76,8 @@ class Settings(BaseSettings):
         default=30,
         ge=0,
         description="top search candidates re-scored by late interaction (MiniLM token "
-        "vectors, computed at query time: ~50 ms on 2 CPU cores); 0 = off",
+        "vectors, computed at query time; eval retrieval: search p50 32 ms, p99 207 ms on 2 "
+        "CPU cores, against 13 / 42 ms without); 0 = off",
     )
     pii_enabled: bool = Field(default=True, description="scan for personal data before storing")
     pii_tier: Literal["full", "fast"] = Field(

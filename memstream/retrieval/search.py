@@ -31,7 +31,8 @@ class Retriever:
         self.embedder = embedder
         self.weights = weights or RankingWeights()
         self.candidates = candidates
-        self.late = LateInteraction(embedder) if isinstance(embedder, TokenEmbedder) else None
+        reranks = self.weights.rerank_window > 0 and isinstance(embedder, TokenEmbedder)
+        self.late = LateInteraction(embedder) if reranks else None
 
     def search(
         self,
@@ -82,7 +83,7 @@ class Retriever:
                 hit.dense_score = float(score)
         ranked = rank(hits, now, self.weights, subjects)
         window = self.weights.rerank_window
-        if self.late is None or window <= 0 or len(ranked) < 2:
+        if self.late is None or len(ranked) < 2:
             return ranked[:k]
         # rerank stage: the top candidates again, with late interaction (the query without
         # the names, like the dense side)
