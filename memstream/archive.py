@@ -9,6 +9,9 @@ JSON line per record (`{"t","p","o","ts","k","v"}`, key and value base64), bucke
 the UTC hour of the record's timestamp. A segment file is only ever replaced whole
 (write `*.tmp`, fsync, rename), so a reader sees the old or the new version, never a torn
 one. Writers are at-least-once, so readers de-duplicate by (topic, partition, offset).
+Files are created readable by their owner only. Records of topics that carry raw personal
+data are stored encrypted with a key per record (`"e"` names it; see
+`memstream.privacy.record_seal`), so that erasure reaches their archived copies.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class ArchivedRecord:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    sealed_with: str | None = None
+    """Kid of the record key `value` is encrypted with (`memstream.privacy.record_seal`);
+    None for a record kept as it was on the topic."""
 
 
 def _b64(data: bytes | None) -> str:
@@ -61,6 +67,14 @@ def _b64(data: bytes | None) -> str:
 
 def _hour_dir(hour: int) -> str:
     return datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%d/%H")
+
+
+def _mkdirs(path: Path) -> None:
+    """`path` and its missing parents, each readable by its owner only."""
+    if path.is_dir():
+        return
+    _mkdirs(path.parent)
+    path.mkdir(mode=0o700, exist_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -145,8 +159,10 @@ class ArchiveWriter:
         timestamp_ms: int | None,
         key: bytes | None,
         value: bytes | None,
+        sealed_with: str | None = None,
     ) -> None:
-        """Add one record; a missing or negative timestamp is taken as now."""
+        """Add one record; a missing or negative timestamp is taken as now. `sealed_with`
+        names the record key `value` is encrypted with, when it is."""
         if self._closed:
             raise RuntimeError("the archive writer is closed")
         if not _TOPIC.match(topic):
@@ -163,9 +179,10 @@ class ArchiveWriter:
             segment = None
         if segment is None:
             segment = self._new_segment(slot, offset, now)
+        sealed = "" if sealed_with is None else f',"e":{json.dumps(sealed_with)}'
         line = (
             f'{{"t":"{topic}","p":{partition},"o":{offset},"ts":{timestamp_ms},'
-            f'"k":{_b64(key)},"v":{_b64(value)}}}\n'
+            f'"k":{_b64(key)},"v":{_b64(value)}{sealed}}}\n'
         )
         segment.pending.append(line)
         segment.records += 1
@@ -206,9 +223,10 @@ class ArchiveWriter:
         data = "".join(segment.pending).encode()
         segment.frames += self._compressor.compress(data)
         segment.pending.clear()
-        segment.path.parent.mkdir(parents=True, exist_ok=True)
+        _mkdirs(segment.path.parent)
         tmp = segment.path.with_name(segment.path.name + TMP_SUFFIX)
-        with open(tmp, "wb") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(segment.frames)
             handle.flush()
             if self.fsync:
@@ -393,6 +411,7 @@ class ArchiveReader:
                         int(ts),
                         None if key is None else b64decode(key, validate=True),
                         None if value is None else b64decode(value, validate=True),
+                        row.get("e"),
                     )
                 )
         except (OSError, zstandard.ZstdError, ValueError, KeyError, TypeError) as exc:

@@ -505,6 +505,57 @@ def bench_push(
     _emit("push", result, save=save, as_json=as_json)
 
 
+@bench_app.command("fuzz")
+def bench_fuzz(
+    url: Annotated[str, typer.Option(help="the API of a running stack (local only)")] = (
+        "http://127.0.0.1:8700"
+    ),
+    requests: Annotated[int, typer.Option(help="requests to send")] = 10_000,
+    tenants: Annotated[int, typer.Option(help="tenants to spread them over")] = 4,
+    agents: Annotated[int, typer.Option(help="tokens per tenant")] = 16,
+    concurrency: Annotated[int, typer.Option()] = 8,
+    seed: Annotated[int, typer.Option()] = 7,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Hostile and careless requests against a running API: counts per status; fails
+    (exit 1) on any 5xx, dropped connection or 4xx without a reason. Tokens are made in
+    the stack's token store (MEMSTREAM_DATA_DIR)."""
+    from rich.progress import Progress
+
+    from memstream.bench.fuzz import run_fuzz
+    from memstream.services.auth import TokenStore
+
+    settings = _settings()
+    store = TokenStore(settings.data_dir / "tokens.db")
+    names = [f"fuzz-{i}" for i in range(tenants)]
+    tokens = [
+        store.create(t, f"agent-{j}", ["red"] if j % 2 else [], ["pii"] if j % 4 == 3 else [])
+        for t in names
+        for j in range(agents)
+    ]
+    firsts = tokens[::agents]  # one per tenant, for the searches afterwards
+    with Progress(disable=as_json, transient=True) as bar:
+        task = bar.add_task("fuzz", total=requests)
+        try:
+            result = run_fuzz(
+                url,
+                firsts + tokens,
+                names,
+                requests=requests,
+                seed=seed,
+                concurrency=concurrency,
+                limit_bytes=settings.max_event_bytes,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+        except ValueError as err:
+            raise _fail(str(err)) from err
+    _emit("fuzz", result, save=save, as_json=as_json)
+    bad = result["server_errors_5xx"] + result["connection_errors"]
+    if bad or result["rejected_without_reason"]:
+        raise typer.Exit(code=1)
+
+
 def _emit(name: str, result: dict[str, Any], *, save: bool, as_json: bool) -> None:
     """Print a bench or eval result; with `save`, record it (and where) under
     benchmarks/results/ first."""

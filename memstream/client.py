@@ -179,6 +179,7 @@ class Client:
         Leaving the loop cancels the subscription.
         """
         from memstream.services.gateway import deliveries_for
+        from memstream.store.base import Caller
 
         sub_id = f"sub-{new_event_id().hex}"
 
@@ -200,7 +201,8 @@ class Client:
             )
 
         # start reading before subscribing, so nothing indexed in between is missed
-        stream = deliveries_for(self.bootstrap, self.agent_id, cursor)
+        me = Caller(self.tenant, self.agent_id, frozenset(teams or []), frozenset(clearance or []))
+        stream = deliveries_for(self.bootstrap, me, cursor)
         first = asyncio.ensure_future(anext(stream))
         await asyncio.sleep(0)
         await self.publish(SUBSCRIPTIONS.name, subscription(True), key=sub_id)

@@ -217,18 +217,30 @@ def read_archive_range(
     start: Position,
     stop: Position,
     batch_size: int,
+    sealer: Any = None,
+    on_erased: Any = None,
 ) -> Iterator[list[RawMessage]]:
     """Batches of archived records of `topics` in [start, stop), in (topic, partition,
-    offset) order, each record once."""
+    offset) order, each record once. Encrypted records are opened with `sealer` (a
+    `RecordSealer` over the worker's key store); one whose key was erased, or with no
+    sealer to open it, is left out and reported to `on_erased()`."""
     from memstream.archive import ArchiveReader
 
     reader = ArchiveReader(root)
+
+    def opened(topic: str) -> Iterator[RawMessage]:
+        for r in reader.read(topic, start.time_ms, stop.time_ms):
+            value = r.value
+            if r.sealed_with is not None:
+                value = sealer.open(r.sealed_with, value) if sealer is not None else None
+                if value is None:
+                    if on_erased is not None and in_range(r, start, stop):  # type: ignore[arg-type]
+                        on_erased()
+                    continue
+            yield RawMessage(r.topic, r.partition, r.offset, r.key, value, r.timestamp_ms)
+
     for topic in topics:
-        records = (
-            RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms)
-            for r in reader.read(topic, start.time_ms, stop.time_ms)
-        )
-        yield from _chunks((r for r in records if in_range(r, start, stop)), batch_size)
+        yield from _chunks((r for r in opened(topic) if in_range(r, start, stop)), batch_size)
     for path, error in reader.skipped:
         log.warning("archive segment skipped by the replay", path=str(path), error=error)
 
@@ -372,6 +384,7 @@ class ReplayStats:
     superseded: int = 0
     processor_outputs: int = 0
     processor_failures: int = 0
+    erased: int = 0
 
 
 _UNSET = object()
@@ -683,8 +696,13 @@ async def replay_async(
         derived_indexed = INDEXED.name not in topics
         if archive is not None:
             total = count_archive_range(archive, topics, begin, end) if progress else None
+            sealer = _archive_sealer(settings)
+
+            def erased() -> None:
+                stats.erased += 1
+
             batches: AsyncIterator[list[RawMessage]] = _aiter(
-                read_archive_range(archive, topics, begin, end, batch_size)
+                read_archive_range(archive, topics, begin, end, batch_size, sealer, erased)
             )
             kafka = None
         else:
@@ -731,6 +749,7 @@ async def replay_async(
         "skipped_already_done": stats.skipped_done,
         "skipped_other_topics": stats.skipped_other,
         "rejected": stats.rejected,
+        "skipped_erased": stats.erased,
         "memories_written": stats.memories_written,
         "duplicates_merged": stats.duplicates_merged,
         "superseded": stats.superseded,
@@ -739,6 +758,16 @@ async def replay_async(
         "seconds": round(seconds, 3),
         "records_per_s": round(stats.records_read / seconds, 1) if seconds > 0 else 0.0,
     }
+
+
+def _archive_sealer(settings: Settings) -> Any:
+    """A `RecordSealer` over the data dir's key store, or None where there is none (then
+    encrypted records cannot be opened, and are left out as erased)."""
+    from memstream.privacy.keystore import KeyStore
+    from memstream.privacy.record_seal import RecordSealer
+
+    path = settings.data_dir / "keys.db"
+    return RecordSealer(KeyStore(path)) if path.exists() else None
 
 
 def _persist(store: Any, checkpoint: Checkpoint, stats: ReplayStats) -> None:

@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     dp_epsilon_per_tenant: float = Field(
         default=1.0, gt=0, description="lifetime differential-privacy budget of each tenant"
     )
+    dp_agent_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="the most of its tenant's budget one agent may spend (a share of it)",
+    )
+    rate_limit_per_s: float = Field(
+        default=100.0,
+        ge=0,
+        description="requests per second each API token may make on average; 0 = no limit",
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=1, description="requests a token may make at once above that rate"
+    )
     web_port: int = Field(default=8700, description="HTTP API port of `memstream up`")
     api_host: str = Field(default="127.0.0.1", description="where the HTTP API listens")
     serve: bool = Field(default=False, description="serve the HTTP API from the worker")

@@ -2,10 +2,12 @@
 
 WAL mode with a busy timeout, so readers in one process never block writers in another, and
 writes as `BEGIN IMMEDIATE` transactions, exclusive across threads (a lock) and processes.
+The files are readable by their owner only: they hold keys and token hashes.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,10 +17,22 @@ from pathlib import Path
 BUSY_TIMEOUT_MS = 10_000
 
 
+def _private_file(path: Path) -> None:
+    """Create `path` readable by its owner only, or take such rights from an older one;
+    SQLite gives its -wal and -shm files the database file's mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class SqliteFile:
     def __init__(self, path: Path, schema: Iterable[str], pragmas: Iterable[str] = ()) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(path)
         self.path = path
         self._db = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000

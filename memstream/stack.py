@@ -20,7 +20,11 @@ def spawn_worker(
 ) -> subprocess.Popen[bytes]:
     """Start `memstream worker` in a child process pointed at `bootstrap`."""
     child_env = {**os.environ, "MEMSTREAM_KAFKA_BOOTSTRAP": bootstrap, **env}
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    out = (
+        os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        if log_path
+        else subprocess.DEVNULL
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "memstream", "worker"],
         env=child_env,
@@ -59,7 +63,7 @@ class Stack:
 
     def start(self) -> Stack:
         settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if settings.kafka_bootstrap:
             self.broker = external_broker(settings.kafka_bootstrap)
         else:

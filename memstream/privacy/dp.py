@@ -40,6 +40,14 @@ _SCHEMA = (
     )
     """,
     """
+    create table if not exists dp_agent_spent (
+        tenant text not null,
+        agent_id text not null,
+        spent real not null,
+        primary key (tenant, agent_id)
+    )
+    """,
+    """
     create table if not exists dp_ledger (
         tenant text not null,
         epsilon real not null,
@@ -51,12 +59,19 @@ _SCHEMA = (
 
 
 class BudgetExceeded(Exception):
-    """A release would take a tenant past its privacy budget; nothing was released."""
+    """A release would take a tenant (or one agent's share of it) past its privacy budget;
+    nothing was released."""
 
-    def __init__(self, tenant: str, spent: float, total: float, asked: float) -> None:
+    def __init__(
+        self, tenant: str, spent: float, total: float, asked: float, agent_id: str | None = None
+    ) -> None:
         self.tenant, self.spent, self.total, self.asked = tenant, spent, total, asked
+        self.agent_id = agent_id
+        whose = (
+            f"agent {agent_id!r}'s share of tenant {tenant!r}" if agent_id else f"tenant {tenant!r}"
+        )
         super().__init__(
-            f"privacy budget of tenant {tenant!r} exceeded: spent {spent:g} of {total:g}, "
+            f"privacy budget of {whose} exceeded: spent {spent:g} of {total:g}, "
             f"asked for {asked:g} more (remaining {max(0.0, total - spent):g})"
         )
 
@@ -69,15 +84,23 @@ def _check_epsilon(epsilon: float) -> float:
 
 
 class PrivacyBudget(SqliteFile):
-    """Each tenant may spend at most ``epsilon_per_tenant`` in total, across processes.
+    """Each tenant may spend at most ``epsilon_per_tenant`` in total, across processes, and
+    each of its agents at most ``agent_share`` of that, so one agent cannot spend what the
+    whole tenant has (the total is a lifetime budget: once spent, it is gone).
 
     What was spent is kept in SQLite (WAL; a spend is one ``BEGIN IMMEDIATE`` transaction,
     so concurrent workers cannot both take the last of a budget) together with a ledger of
-    every release. The total is this object's setting; the spending persists.
+    every release. The totals are this object's settings; the spending persists.
     """
 
-    def __init__(self, path: Path, epsilon_per_tenant: float = 1.0) -> None:
+    def __init__(
+        self, path: Path, epsilon_per_tenant: float = 1.0, agent_share: float = 1.0
+    ) -> None:
         self.epsilon_per_tenant = _check_epsilon(epsilon_per_tenant)
+        agent_share = float(agent_share)
+        if not 0 < agent_share <= 1:
+            raise ValueError(f"agent_share must be in (0, 1], got {agent_share!r}")
+        self.epsilon_per_agent = self.epsilon_per_tenant * agent_share
         super().__init__(path, _SCHEMA, ("synchronous=full",))
 
     def spent(self, tenant: str) -> float:
@@ -92,13 +115,39 @@ class PrivacyBudget(SqliteFile):
         """Epsilon the tenant may still spend."""
         return max(0.0, self.epsilon_per_tenant - self.spent(tenant))
 
-    def spend(self, tenant: str, epsilon: float, *, what: str = "") -> None:
-        """Charge ``epsilon`` to the tenant, or raise :class:`BudgetExceeded` (nothing charged)."""
+    def agent_spent(self, tenant: str, agent_id: str) -> float:
+        """Epsilon one agent of the tenant has spent so far."""
+        with self._lock:
+            row = self._db.execute(
+                "select spent from dp_agent_spent where tenant = ? and agent_id = ?",
+                (tenant, agent_id),
+            ).fetchone()
+        return 0.0 if row is None else float(row[0])
+
+    def spend(
+        self, tenant: str, epsilon: float, *, what: str = "", agent_id: str | None = None
+    ) -> None:
+        """Charge ``epsilon`` to the tenant (and to ``agent_id``'s share of it, when given),
+        or raise :class:`BudgetExceeded` (nothing charged)."""
         epsilon = _check_epsilon(epsilon)
         total = self.epsilon_per_tenant
         with self._write() as db:
             row = db.execute("select spent from dp_spent where tenant = ?", (tenant,)).fetchone()
             spent = 0.0 if row is None else float(row[0])
+            if agent_id is not None:
+                row = db.execute(
+                    "select spent from dp_agent_spent where tenant = ? and agent_id = ?",
+                    (tenant, agent_id),
+                ).fetchone()
+                mine = 0.0 if row is None else float(row[0])
+                share = self.epsilon_per_agent
+                if mine + epsilon > share * (1 + _SLACK) + _SLACK:
+                    raise BudgetExceeded(tenant, mine, share, epsilon, agent_id)
+                db.execute(
+                    "insert into dp_agent_spent values (?, ?, ?)"
+                    " on conflict(tenant, agent_id) do update set spent = ?",
+                    (tenant, agent_id, mine + epsilon, mine + epsilon),
+                )
             if spent + epsilon > total * (1 + _SLACK) + _SLACK:
                 raise BudgetExceeded(tenant, spent, total, epsilon)
             db.execute(
@@ -144,6 +193,7 @@ def dp_counts(
     *,
     sensitivity: int = 1,
     categories: Iterable[str] | None = None,
+    agent_id: str | None = None,
 ) -> dict[str, int]:
     """``epsilon``-DP counts (e.g. memories per tag or topic), clipped at 0 afterwards.
 
@@ -151,6 +201,8 @@ def dp_counts(
     removed: 1 for one topic per memory, ``k`` when a memory carries up to ``k`` tags (cap
     the tags counted per memory at ``k`` before counting). Discrete Laplace noise of scale
     ``sensitivity / epsilon`` is added to each count.
+
+    ``agent_id``, when given, is charged too (its share of the tenant's budget).
 
     The released keys are ``categories`` when given (missing ones count 0, others are left
     out), else the keys of ``counts``. Which keys exist is itself data: pass a public list of
@@ -167,7 +219,12 @@ def dp_counts(
         return {}
     space = dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64")
     meas = _calibrated(lambda s: dp.m.make_laplace(*space, scale=s), sensitivity, epsilon)
-    budget.spend(tenant, epsilon, what=f"dp_counts n={len(keys)} sensitivity={sensitivity}")
+    budget.spend(
+        tenant,
+        epsilon,
+        what=f"dp_counts n={len(keys)} sensitivity={sensitivity}",
+        agent_id=agent_id,
+    )
     noisy = meas(true)
     return {k: max(0, int(v)) for k, v in zip(keys, noisy, strict=True)}
 

@@ -5,6 +5,10 @@ Personal values are sealed (AES-256-GCM, see :mod:`memstream.privacy.shred`) wit
 ciphertext; erasing a subject deletes its key here ("crypto-shredding"), after which no copy
 of the ciphertext, in any topic, snapshot or rebuilt store, can be decrypted again.
 
+The same file holds one random key per *record* (`record_keys`): copies of raw events kept
+outside the log, in the archive, are encrypted with it, and erasing a subject destroys the
+keys of the records that held its values (`erase_records`), so those copies go too.
+
 Erasure leaves a tombstone ``(tenant, subject_id, erased_at)``: a replay that re-processes
 raw input must not quietly mint a fresh key for an erased subject, so
 ``key_for(create=True)`` answers ``None`` for it and sealing stores no value at all.
@@ -37,6 +41,15 @@ _SCHEMA = (
         key blob not null,
         created_at text not null,
         primary key (tenant, subject_id)
+    ) without rowid
+    """,
+    """
+    create table if not exists record_keys (
+        tenant text not null,
+        record_id text not null,
+        key blob,
+        created_at text not null,
+        primary key (tenant, record_id)
     ) without rowid
     """,
     """
@@ -141,6 +154,60 @@ class KeyStore(SqliteFile):
                 (tenant, subject_id, tenant, subject_id),
             ).fetchone()
         return bool(row[0]) and not row[1]
+
+    # --- record keys: raw copies of events kept outside the log (the archive) -------------
+
+    def record_keys(self, ids: list[tuple[str, str]]) -> dict[tuple[str, str], bytes | None]:
+        """The key of each `(tenant, record_id)`, made where there is none, in one
+        transaction; None for a record erased before (its copy must not be kept)."""
+        wanted = list(dict.fromkeys(ids))
+        out: dict[tuple[str, str], bytes | None] = {}
+        with self._write() as db:
+            for tenant, record_id in wanted:
+                row = db.execute(
+                    "select key from record_keys where tenant = ? and record_id = ?",
+                    (tenant, record_id),
+                ).fetchone()
+                if row is not None:
+                    out[(tenant, record_id)] = None if row[0] is None else bytes(row[0])
+                    continue
+                key = secrets.token_bytes(KEY_BYTES)
+                db.execute(
+                    "insert into record_keys values (?, ?, ?, ?)", (tenant, record_id, key, _now())
+                )
+                out[(tenant, record_id)] = key
+        return out
+
+    def record_key(self, tenant: str, record_id: str) -> bytes | None:
+        """The record's key, or None (never made, or erased)."""
+        with self._lock:
+            row = self._db.execute(
+                "select key from record_keys where tenant = ? and record_id = ?",
+                (tenant, record_id),
+            ).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def erase_records(self, tenant: str, record_ids: list[str]) -> int:
+        """Destroy the keys of these records for good (a tombstone stays, so no new key is
+        ever made for them); returns how many keys existed."""
+        if not record_ids:
+            return 0
+        erased = 0
+        with self._write() as db:
+            for record_id in dict.fromkeys(record_ids):
+                cur = db.execute(
+                    "update record_keys set key = null where tenant = ? and record_id = ?"
+                    " and key is not null",
+                    (tenant, record_id),
+                )
+                erased += cur.rowcount
+                db.execute(
+                    "insert or ignore into record_keys values (?, ?, null, ?)",
+                    (tenant, record_id, _now()),
+                )
+        with self._lock:
+            self._db.execute("pragma wal_checkpoint(truncate)")
+        return erased
 
     def count(self, tenant: str | None = None) -> int:
         """How many live keys there are, in one tenant or all."""

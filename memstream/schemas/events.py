@@ -7,6 +7,8 @@ a worker accepts its own major version and sends any other to the dead-letter to
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -40,6 +42,97 @@ Scope = Annotated[
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
 
+MAX_METADATA_DEPTH = 16
+"""Deepest nesting of `metadata` (the object itself is level 1). Qdrant Edge keeps payloads
+in its WAL and cannot reopen a shard holding one nested ~126 levels deep (FIELD-NOTES)."""
+MAX_METADATA_BYTES = 65_536
+"""Largest `metadata`, as compact JSON."""
+MAX_METADATA_KEY_CHARS = 256
+_INT64 = 2**63
+
+
+def _metadata_error(kind: str, message: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError(f"metadata_{kind}", message, context)
+
+
+def _check_json_value(value: Any, depth: int, path: str) -> None:
+    """Raise unless `value` is plain JSON that every store and serializer can hold: at most
+    MAX_METADATA_DEPTH levels, finite numbers in int64 range, strings that are valid UTF-8."""
+    if depth > MAX_METADATA_DEPTH:
+        raise _metadata_error(
+            "too_deep",
+            "metadata is nested more than {max} levels deep (at {path})",
+            max=MAX_METADATA_DEPTH,
+            path=path,
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _metadata_error("key", "metadata keys must be strings (at {path})", path=path)
+            if len(key) > MAX_METADATA_KEY_CHARS:
+                raise _metadata_error(
+                    "key",
+                    "metadata key longer than {max} characters (at {path})",
+                    max=MAX_METADATA_KEY_CHARS,
+                    path=path,
+                )
+            _check_string(key, path)
+            _check_json_value(item, depth + 1, f"{path}.{key[:32]}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_value(item, depth + 1, f"{path}[{i}]")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise _metadata_error(
+                "number", "metadata integer out of the 64-bit range (at {path})", path=path
+            )
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _metadata_error(
+                "number",
+                "metadata numbers must be finite, not {value} (at {path})",
+                value=repr(value),
+                path=path,
+            )
+    elif isinstance(value, str):
+        _check_string(value, path)
+    else:
+        raise _metadata_error(
+            "type",
+            "metadata holds a {type}, not a JSON value (at {path})",
+            type=type(value).__name__,
+            path=path,
+        )
+
+
+def _check_string(value: str, path: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _metadata_error(
+            "unicode", "metadata string is not valid Unicode (lone surrogate at {path})", path=path
+        ) from None
+
+
+def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    _check_json_value(value, 1, "metadata")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise _metadata_error(
+            "too_large",
+            "metadata is {size} bytes as JSON; at most {max} are allowed",
+            size=size,
+            max=MAX_METADATA_BYTES,
+        )
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
+"""Free-form JSON an agent attaches to an event, bounded so that nothing that passes
+validation can break the store, its WAL, a search or a serializer."""
+
 
 def new_event_id() -> UUID:
     """A fresh UUIDv7: time-ordered, so ids sort by creation time."""
@@ -69,7 +162,8 @@ Timestamp = Annotated[datetime, AfterValidator(_require_aware)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity in any float field: JSON cannot carry them and the store refuses them
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- payloads ----------------------------------------------------------------------------------
@@ -81,7 +175,7 @@ class ObservationPayload(_Model):
     text: Text
     topic: str | None = Field(default=None, max_length=128)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class MemoryPayload(_Model):
@@ -97,7 +191,7 @@ class MemoryPayload(_Model):
     supersedes: list[UUID] = Field(default_factory=list, max_length=64)
     topic: str | None = Field(default=None, max_length=128)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     valid_from: Timestamp | None = None
     valid_to: Timestamp | None = None
 
@@ -122,7 +216,7 @@ class SubscriptionPayload(_Model):
     """A standing query: deliver new memories like this one to me. `active=False` cancels it."""
 
     subscription_id: Slug
-    query: Text | list[float]
+    query: Text | Annotated[list[float], Field(min_length=1, max_length=4096)]
     filters: SubscriptionFilters = Field(default_factory=SubscriptionFilters)
     min_score: float = Field(default=0.5, ge=-1.0, le=1.0)
     max_per_minute: int = Field(default=60, ge=1, le=100_000)
@@ -150,6 +244,10 @@ class DeliveryPayload(_Model):
     tags: list[Tag] = Field(default_factory=list)
     topic: str | None = None
     redacted: bool = Field(default=False, description="PII was replaced for this recipient")
+    revealed: bool = Field(
+        default=False,
+        description="personal values are shown in clear (the recipient had the pii clearance)",
+    )
 
 
 class ErasurePayload(_Model):
@@ -171,7 +269,7 @@ class IndexedPayload(_Model):
     supersedes: list[UUID] = Field(default_factory=list)
     topic: str | None = None
     tags: list[Tag] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     valid_from: Timestamp | None = None
     valid_to: Timestamp | None = None
     vector_codec: str = Field(description="how vector_b64 is encoded, e.g. rlm4-384-v1")

@@ -42,7 +42,7 @@ SUBSCRIPTIONS = TopicSpec(
     "memstream.subscriptions", "subscription id", "standing queries", cleanup_policy="compact"
 )
 INDEXED = TopicSpec("memstream.indexed", "memory id", "what the pipeline stored")
-DELIVERIES = TopicSpec("memstream.deliveries", "agent id", "memories pushed to subscribers")
+DELIVERIES = TopicSpec("memstream.deliveries", "tenant/agent id", "memories pushed to subscribers")
 ERASURES = TopicSpec("memstream.erasures", "subject id", "right-to-be-forgotten requests")
 DEAD_LETTER = TopicSpec(
     "memstream.dead-letter", "original key", "rejected events with reason and origin offset"

@@ -16,8 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from memstream.logging import get_logger
 from memstream.retrieval.ranking import ScoredMemory
 from memstream.schemas.events import (
     Event,
@@ -25,6 +26,7 @@ from memstream.schemas.events import (
     FeedbackPayload,
     Memory,
     MemoryPayload,
+    Metadata,
     Observation,
     ObservationPayload,
     Subscription,
@@ -45,8 +47,16 @@ from memstream.schemas.topics import (
     SUBSCRIPTIONS,
 )
 from memstream.services.auth import InvalidToken, TokenStore
-from memstream.services.gateway import deliveries_for, sse_stream
+from memstream.services.gateway import InvalidCursor, check_cursor, deliveries_for, sse_stream
+from memstream.services.http_guard import BodyGuard, CatchAll
+from memstream.services.ratelimit import RateLimiter
 from memstream.store.base import Caller
+
+log = get_logger("memstream.api")
+
+MIN_EPSILON = 0.001
+"""Smallest epsilon an aggregate may ask for: below it the noise drowns every count, and
+OpenDP's calibration cannot represent the scale."""
 
 REQUESTS = Counter("memstream_http_requests_total", "HTTP requests", ["route", "status"])
 PUBLISHED = Counter("memstream_api_published_total", "events published by the API", ["kind"])
@@ -71,19 +81,21 @@ class Backend(Protocol):
 
     def visible_text(self, memory: Any, caller: Caller) -> str: ...
 
+    async def visible(self, caller: Caller, memory_id: UUID) -> Any | None: ...
+
 
 # --- request bodies ---------------------------------------------------------------------------
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MemoryIn(_Body):
     text: Text
     scope: ScopeStr = "tenant"
     tags: list[Tag] = Field(default_factory=list, max_length=32)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     topic: str | None = Field(default=None, max_length=128)
     context: str | None = Field(default=None, max_length=8192)
     supersedes: list[UUID] = Field(default_factory=list, max_length=64)
@@ -93,7 +105,7 @@ class ObservationIn(_Body):
     text: Text
     scope: ScopeStr = "private"
     tags: list[Tag] = Field(default_factory=list, max_length=32)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     topic: str | None = Field(default=None, max_length=128)
 
 
@@ -134,65 +146,38 @@ class SearchResults(BaseModel):
     results: list[SearchResult]
 
 
-# --- body size limit ---------------------------------------------------------------------------
-
-
-class BodyLimit:
-    """413 for request bodies over `limit` bytes, by Content-Length or by counting."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._reject(send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._reject(send)
-
-    async def _reject(self, send: Send) -> None:
-        response = JSONResponse(
-            {"error": "request body too large", "limit_bytes": self.limit}, status_code=413
-        )
-        await response({"type": "http"}, _no_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
-
-
 # --- identity ----------------------------------------------------------------------------------
 
 
 def current_caller(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Caller:
-    """The identity of the bearer token; 401 for anything else."""
+    """The identity of the bearer token; 401 for anything else, 429 (with `Retry-After`)
+    when the token is over its rate limit."""
     token = authorization.removeprefix("Bearer ").strip() if authorization else None
     try:
-        return request.app.state.tokens.verify(token)
+        caller = request.app.state.tokens.verify(token)
     except InvalidToken as err:
         raise HTTPException(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from err
+    retry_after = request.app.state.limiter.take(token_key(token))
+    if retry_after is not None:
+        raise HTTPException(
+            429,
+            f"rate limit of this token exceeded; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+    return caller
+
+
+def token_key(token: str | None) -> str:
+    """What rate limits count against: the token's id (`ms_<id>_<secret>`)."""
+    return (token or "").split("_", 2)[1] if (token or "").count("_") >= 2 else ""
+
+
+def require_member(who: Caller, scope: str) -> None:
+    """403 unless a `team:<x>` scope names one of the caller's own teams."""
+    if scope.startswith("team:") and scope[5:] not in who.teams:
+        raise HTTPException(403, f"agent {who.agent_id!r} is not in team {scope[5:]!r}")
 
 
 Identity = Annotated[Caller, Depends(current_caller)]
@@ -202,8 +187,15 @@ Identity = Annotated[Caller, Depends(current_caller)]
 
 
 def create_api(
-    backend: Backend, tokens: TokenStore, *, max_body_bytes: int = MAX_EVENT_BYTES
+    backend: Backend,
+    tokens: TokenStore,
+    *,
+    max_body_bytes: int = MAX_EVENT_BYTES,
+    rate_per_s: float = 0.0,
+    rate_burst: int = 200,
 ) -> FastAPI:
+    """The API over `backend`; each token may make `rate_per_s` requests a second on
+    average and `rate_burst` at once (`rate_per_s=0`: no limit)."""
     api = FastAPI(
         title="memstream",
         version="0.1.0",
@@ -233,7 +225,12 @@ def create_api(
         REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
         return response
 
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     api.state.tokens = tokens
+    api.state.limiter = RateLimiter(rate_per_s, rate_burst)
 
     async def publish(topic: str, event: Event, key: str) -> None:
         size = len(event.to_json())
@@ -244,7 +241,9 @@ def create_api(
 
     @api.post("/v1/memories", status_code=202, response_model=Accepted)
     async def post_memory(body: MemoryIn, who: Identity) -> Accepted:
-        """Share a memory; it is validated, scrubbed, embedded and indexed asynchronously."""
+        """Share a memory; it is validated, scrubbed, embedded and indexed asynchronously.
+        A `team:<x>` scope needs membership of team x (403 otherwise)."""
+        require_member(who, body.scope)
         event = Memory(
             tenant=who.tenant,
             agent_id=who.agent_id,
@@ -256,6 +255,7 @@ def create_api(
 
     @api.post("/v1/observations", status_code=202, response_model=Accepted)
     async def post_observation(body: ObservationIn, who: Identity) -> Accepted:
+        require_member(who, body.scope)
         payload = ObservationPayload(**body.model_dump(exclude={"scope"}))
         event = Observation(
             tenant=who.tenant, agent_id=who.agent_id, scope=body.scope, payload=payload
@@ -265,6 +265,9 @@ def create_api(
 
     @api.post("/v1/feedback", status_code=202, response_model=Accepted)
     async def post_feedback(body: FeedbackIn, who: Identity) -> Accepted:
+        """How useful a memory was; only on a memory the caller may see (404 otherwise)."""
+        if await backend.visible(who, body.memory_id) is None:
+            raise HTTPException(404, f"no memory {body.memory_id} visible to this agent")
         event = Feedback(
             tenant=who.tenant, agent_id=who.agent_id, payload=FeedbackPayload(**body.model_dump())
         )
@@ -331,8 +334,13 @@ def create_api(
         cursor: str | None = None,
     ) -> StreamingResponse:
         """Server-sent events of this agent's deliveries; resume with Last-Event-ID."""
+        resume = last_event_id or cursor
+        try:
+            await check_cursor(backend.bootstrap, who, resume)
+        except InvalidCursor as err:
+            raise HTTPException(400, str(err)) from err
         return StreamingResponse(
-            sse_stream(backend.bootstrap, who.agent_id, last_event_id or cursor),
+            sse_stream(backend.bootstrap, who, resume),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -345,8 +353,13 @@ def create_api(
         except InvalidToken:
             await ws.close(code=4401)
             return
+        try:
+            await check_cursor(backend.bootstrap, who, cursor)
+        except InvalidCursor:
+            await ws.close(code=4400)
+            return
         await ws.accept()
-        async for item in deliveries_for(backend.bootstrap, who.agent_id, cursor):
+        async for item in deliveries_for(backend.bootstrap, who, cursor):
             if item is not None:
                 await ws.send_json({"cursor": item[0], "delivery": item[1]})
 
@@ -354,10 +367,11 @@ def create_api(
     async def aggregates(
         field: Literal["topic", "tags"],
         who: Identity,
-        epsilon: Annotated[float, Query(gt=0, le=10)] = 0.1,
+        epsilon: Annotated[float, Query(ge=MIN_EPSILON, le=10)] = 0.1,
     ) -> dict[str, Any]:
-        """Memories per topic or tag in the caller's tenant, with differential privacy: safe
-        to share across teams or tenants. Each call spends `epsilon` of the tenant's budget."""
+        """Memories per topic or tag among those the caller may see, with differential
+        privacy: safe to share across teams or tenants. Each call spends `epsilon` of the
+        caller's share of its tenant's budget (429 once spent)."""
         from memstream.privacy.dp import BudgetExceeded
 
         try:
@@ -378,5 +392,6 @@ def create_api(
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    api.add_middleware(BodyLimit, limit=max_body_bytes)
+    api.add_middleware(BodyGuard, limit=max_body_bytes)
+    api.add_middleware(CatchAll)  # outermost: a bug is a JSON 500, never a dropped connection
     return api

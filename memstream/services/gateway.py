@@ -1,10 +1,15 @@
-"""The push gateway: an agent's deliveries from `memstream.deliveries`, as SSE or WebSocket.
+"""The push gateway: an identity's deliveries from `memstream.deliveries`, as SSE or WebSocket.
 
-Deliveries are keyed by recipient, so all of one agent's deliveries sit in one partition,
-in order. Each connection reads that partition with its own consumer (no group), from the
-cursor it resumes at (`Last-Event-ID` / `?cursor=`, `<partition>:<offset>`) or from the
-partition's end when it has none. A slow client only ever delays its own consumer, and a
-client that reconnects with its last cursor misses nothing (it may see a delivery twice).
+Deliveries are keyed by recipient identity, `<tenant>/<agent>` (`delivery_key`; ids cannot
+contain `/`), so all of one identity's deliveries sit in one partition, in order, and two
+tenants' agents that share an agent id never share a key. Each connection reads that
+partition with its own consumer (no group), from the cursor it resumes at (`Last-Event-ID`
+/ `?cursor=`, `<partition>:<offset>`) or from the partition's end when it has none, and
+yields only records whose key is exactly the caller's and whose delivery the caller may
+still see (tenant, agent, scope of the memory against its teams, clearance for values shown
+in clear). So a cursor, even one made up, never reads another identity's deliveries. A slow
+client only ever delays its own consumer, and a client that reconnects with its last cursor
+misses nothing (it may see a delivery twice).
 """
 
 from __future__ import annotations
@@ -15,46 +20,96 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from pydantic import ValidationError
 
+from memstream.schemas.events import Delivery
 from memstream.schemas.topics import DELIVERIES
+from memstream.store.base import Caller
 from memstream.streams.admin import partition_count
 
 HEARTBEAT_S = 15.0
+PII_CLEARANCE = "pii"
+MAX_OFFSET = 2**62
+"""Largest resumable offset: far beyond any real log, far below Kafka's int64 limit."""
 
 
-def partition_for(agent_id: str, partitions: int) -> int:
-    """The partition the producers' default partitioner puts this agent's key in."""
-    return DefaultPartitioner()(agent_id.encode(), list(range(partitions)), list(range(partitions)))
+class InvalidCursor(ValueError):
+    """A cursor that is not `<partition>:<offset>` for the caller's own partition."""
+
+
+def delivery_key(tenant: str, agent_id: str) -> bytes:
+    """The key of every delivery to this identity on `memstream.deliveries`."""
+    return f"{tenant}/{agent_id}".encode()
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition the producers' default partitioner puts this key in."""
+    return DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))
 
 
 def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
-    """`"2:41"` -> (2, 41); None for absent or malformed cursors (then: from the end)."""
+    """`"2:41"` -> (2, 41); None for no cursor (then: from the end). InvalidCursor for
+    anything else, so a typo is an error, not a silent restart from the end."""
     if not cursor:
         return None
+    partition_text, sep, offset_text = cursor.partition(":")
     try:
-        partition, offset = cursor.split(":", 1)
-        return int(partition), int(offset)
+        if not sep:
+            raise ValueError
+        partition, offset = int(partition_text), int(offset_text)
     except ValueError:
-        return None
+        raise InvalidCursor(f"cursor {cursor[:64]!r} is not <partition>:<offset>") from None
+    if not 0 <= partition < 2**31 or not -1 <= offset <= MAX_OFFSET:
+        raise InvalidCursor(
+            f"cursor {cursor[:64]!r} is out of range (partition >= 0, -1 <= offset <= 2^62)"
+        )
+    return partition, offset
+
+
+def may_receive(caller: Caller, delivery: Delivery) -> bool:
+    """Whether `caller` may read this delivery now: it is addressed to exactly this
+    identity, the memory's scope is visible to it, and values shown in clear need the
+    `pii` clearance (a subscription made with other rights than the reader's token has
+    must not widen what the reader sees)."""
+    p = delivery.payload
+    if delivery.tenant != caller.tenant or p.recipient != caller.agent_id:
+        return False
+    if not caller.may_see(delivery.tenant, p.memory_scope, p.source_agent):
+        return False
+    return not (p.revealed and PII_CLEARANCE not in caller.clearance)
+
+
+async def check_cursor(bootstrap: str, caller: Caller, cursor: str | None) -> None:
+    """InvalidCursor unless `cursor` is absent or names the caller's own partition."""
+    resume = parse_cursor(cursor)
+    if resume is None:
+        return
+    partitions = await partition_count(bootstrap, DELIVERIES.name)
+    own = partition_for(delivery_key(caller.tenant, caller.agent_id), partitions)
+    if resume[0] != own:
+        raise InvalidCursor(f"cursor partition {resume[0]} is not this identity's")
 
 
 async def deliveries_for(
-    bootstrap: str, agent_id: str, cursor: str | None = None, *, idle_s: float = HEARTBEAT_S
+    bootstrap: str, caller: Caller, cursor: str | None = None, *, idle_s: float = HEARTBEAT_S
 ) -> AsyncIterator[tuple[str, dict] | None]:
-    """Yields (cursor, delivery JSON) for `agent_id` forever, and None every `idle_s`
+    """Yields (cursor, delivery JSON) for `caller` forever, and None every `idle_s`
     without one (a chance to send a heartbeat and notice a closed connection)."""
+    resume = parse_cursor(cursor)
+    key = delivery_key(caller.tenant, caller.agent_id)
     partitions = await partition_count(bootstrap, DELIVERIES.name)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tp = TopicPartition(DELIVERIES.name, partition_for(agent_id, partitions))
+        tp = TopicPartition(DELIVERIES.name, partition_for(key, partitions))
         consumer.assign([tp])
-        resume = parse_cursor(cursor)
         if resume is not None and resume[0] == tp.partition:
-            consumer.seek(tp, resume[1] + 1)
+            start = resume[1] + 1
+            beginning = (await consumer.beginning_offsets([tp]))[tp]
+            end = (await consumer.end_offsets([tp]))[tp]
+            consumer.seek(tp, min(max(start, beginning), end))
         else:
             await consumer.seek_to_end(tp)
-        key = agent_id.encode()
         while True:
             batch = await consumer.getmany(tp, timeout_ms=int(idle_s * 1000))
             messages = batch.get(tp, [])
@@ -62,16 +117,22 @@ async def deliveries_for(
                 yield None
                 continue
             for message in messages:
-                if message.key == key and message.value:
+                if message.key != key or not message.value:
+                    continue
+                try:
+                    delivery = Delivery.model_validate_json(message.value)
+                except ValidationError:
+                    continue
+                if may_receive(caller, delivery):
                     yield f"{message.partition}:{message.offset}", json.loads(message.value)
     finally:
         await consumer.stop()
 
 
-async def sse_stream(bootstrap: str, agent_id: str, cursor: str | None) -> AsyncIterator[bytes]:
+async def sse_stream(bootstrap: str, caller: Caller, cursor: str | None) -> AsyncIterator[bytes]:
     """Server-sent events: `id:` is the cursor to resume from."""
     yield b": connected\n\n"
-    async for item in deliveries_for(bootstrap, agent_id, cursor):
+    async for item in deliveries_for(bootstrap, caller, cursor):
         if item is None:
             yield b": heartbeat\n\n"
             continue

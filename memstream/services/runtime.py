@@ -9,12 +9,13 @@ of processes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import faust
 import numpy as np
@@ -29,7 +30,9 @@ from memstream.retrieval import RankingWeights, Retriever
 from memstream.retrieval.ranking import ScoredMemory
 from memstream.schemas.events import Delivery, Event, Indexed, Subscription
 from memstream.schemas.topics import DELIVERIES, SUBSCRIPTIONS
+from memstream.services.gateway import delivery_key
 from memstream.services.matcher import SubscriptionIndex
+from memstream.settings import Settings
 from memstream.store.base import Caller, MemoryStore, StoredMemory
 from memstream.streams.privacy_stage import PrivacyStage
 
@@ -91,20 +94,32 @@ class WorkerServices:
         }
 
     async def private_counts(self, caller: Caller, field: str, epsilon: float) -> dict[str, int]:
-        """Memories per topic or tag of the caller's tenant, with epsilon-DP noise, paid from
-        the tenant's privacy budget (BudgetExceeded when spent). A memory has at most one
-        topic but up to 32 tags, so tag counts need 32 times the noise for the same epsilon."""
+        """Memories per topic or tag among those the caller may see, with epsilon-DP noise,
+        paid from the caller's share of its tenant's privacy budget (BudgetExceeded when
+        spent). A memory has at most one topic but up to 32 tags, so tag counts need 32
+        times the noise for the same epsilon."""
         from memstream.privacy.dp import dp_counts
         from memstream.schemas.events import MemoryPayload
 
         loop = asyncio.get_running_loop()
-        counts = await loop.run_in_executor(
-            self.executor, self.store.facet_counts, caller.tenant, field
-        )
+        counts = await loop.run_in_executor(self.executor, self.store.facet_counts, caller, field)
         sensitivity = (
             1 if field == "topic" else MemoryPayload.model_fields["tags"].metadata[0].max_length
         )
-        return dp_counts(caller.tenant, counts, epsilon, self.budget, sensitivity=sensitivity)
+        return dp_counts(
+            caller.tenant,
+            counts,
+            epsilon,
+            self.budget,
+            sensitivity=sensitivity,
+            agent_id=caller.agent_id,
+        )
+
+    async def visible(self, caller: Caller, memory_id: UUID) -> StoredMemory | None:
+        """The memory if it is stored and the caller may see it, else None."""
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(self.executor, self.store.get, caller, [memory_id])
+        return found[0] if found else None
 
     def subscription_owner(self, subscription_id: str) -> tuple[str, str] | None:
         return self._owners.get(subscription_id)
@@ -129,27 +144,37 @@ class WorkerServices:
         DEAD_LETTERS.inc()
 
     def match(self, records: list[Indexed]) -> list[Delivery]:
-        """Deliveries for newly stored memories (runs in the model/store thread)."""
+        """Deliveries for newly stored memories (runs in the model/store thread). A memory
+        that cannot be matched is logged and gets no deliveries; it stays stored and
+        searchable, and the rest of the batch is matched."""
         self.counts["indexed"] += len(records)
         INDEXED_TOTAL.inc(len(records))
         if not records or not len(self.subscriptions):
             return []
-        import base64
-
-        codes = np.frombuffer(
-            b"".join(base64.b64decode(r.payload.vector_b64) for r in records), dtype=np.uint8
-        ).reshape(len(records), -1)
-        vectors = decode_vectors(codes)
         now = datetime.now(UTC)
         deliveries = []
-        for record, vector in zip(records, vectors, strict=True):
-            deliveries.extend(self.subscriptions.match(record, vector, now, self._delivery_text))
+        for record in records:
+            try:
+                code = np.frombuffer(base64.b64decode(record.payload.vector_b64), dtype=np.uint8)
+                vector = decode_vectors(code.reshape(1, -1))[0]
+                deliveries.extend(
+                    self.subscriptions.match(record, vector, now, self._delivery_text)
+                )
+            except Exception:
+                log.exception("matching failed for a memory", memory_id=str(record.event_id))
         self.counts["deliveries"] += len(deliveries)
         DELIVERED.inc(len(deliveries))
         return deliveries
 
     def apply_subscription(self, subscription: Subscription) -> None:
-        """Add, replace or cancel one subscription (runs in the model/store thread)."""
+        """Add, replace or cancel one subscription (runs in the model/store thread). A query
+        vector of the wrong size is refused (ValueError): it would break the matrix its
+        whole tenant's subscriptions are matched with. A subscription id belongs to the
+        identity that made it: an event from anyone else for that id is refused too."""
+        sub_id = subscription.payload.subscription_id
+        owner = self._owners.get(sub_id)
+        if owner is not None and owner != (subscription.tenant, subscription.agent_id):
+            raise ValueError(f"subscription {sub_id} belongs to another identity")
         query = subscription.payload.query
         if isinstance(query, str):
             vector = (
@@ -159,9 +184,13 @@ class WorkerServices:
             )
         else:
             vector = np.asarray(query, dtype=np.float32)
+            if vector.shape != (self.embedder.dim,):
+                raise ValueError(
+                    f"query vector has {vector.size} dimensions; the embedding has "
+                    f"{self.embedder.dim}"
+                )
             vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
         self.subscriptions.upsert(subscription, vector)
-        sub_id = subscription.payload.subscription_id
         if subscription.payload.active:
             self._owners[sub_id] = (subscription.tenant, subscription.agent_id)
         else:
@@ -187,16 +216,15 @@ class WorkerServices:
                     for message in messages:
                         try:
                             subscription = Subscription.model_validate_json(message.value or b"")
-                        except ValueError as err:
+                            await loop.run_in_executor(
+                                self.executor, self.apply_subscription, subscription
+                            )
+                        except Exception as err:  # one bad subscription never stops the rest
                             log.warning(
                                 "bad subscription event skipped",
                                 offset=message.offset,
                                 error=str(err)[:500],
                             )
-                            continue
-                        await loop.run_in_executor(
-                            self.executor, self.apply_subscription, subscription
-                        )
         finally:
             await consumer.stop()
 
@@ -204,7 +232,7 @@ class WorkerServices:
         for delivery in deliveries:
             await self.app.producer.send(
                 DELIVERIES.name,
-                delivery.payload.recipient.encode(),
+                delivery_key(delivery.tenant, delivery.payload.recipient),
                 delivery.to_json(),
                 None,
                 None,
@@ -220,27 +248,36 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def attach_api(
-    app: faust.App,
-    services: WorkerServices,
-    data_dir: Path,
-    host: str,
-    port: int,
-    max_body: int,
-    dp_epsilon: float = 1.0,
-) -> None:
+def attach_api(app: faust.App, services: WorkerServices, settings: Settings) -> None:
     """Serve the HTTP API from this worker (a Faust task)."""
     from memstream.privacy.dp import PrivacyBudget
     from memstream.services.api import create_api
     from memstream.services.auth import TokenStore
 
-    services.budget = PrivacyBudget(data_dir / "dp_budget.db", epsilon_per_tenant=dp_epsilon)
-    api = create_api(services, TokenStore(data_dir / "tokens.db"), max_body_bytes=max_body)
+    data_dir = settings.data_dir
+    services.budget = PrivacyBudget(
+        data_dir / "dp_budget.db",
+        epsilon_per_tenant=settings.dp_epsilon_per_tenant,
+        agent_share=settings.dp_agent_share,
+    )
+    api = create_api(
+        services,
+        TokenStore(data_dir / "tokens.db"),
+        max_body_bytes=settings.max_event_bytes,
+        rate_per_s=settings.rate_limit_per_s,
+        rate_burst=settings.rate_limit_burst,
+    )
 
     @app.task
     async def serve_api() -> None:
         server = EmbeddedServer(
-            uvicorn.Config(api, host=host, port=port, log_level="warning", lifespan="off")
+            uvicorn.Config(
+                api,
+                host=settings.api_host,
+                port=settings.web_port,
+                log_level="warning",
+                lifespan="off",
+            )
         )
-        log.info("api listening", url=f"http://{host}:{port}")
+        log.info("api listening", url=f"http://{settings.api_host}:{settings.web_port}")
         await server.serve()

@@ -46,6 +46,19 @@ class Caller:
         return False
 
 
+def may_supersede(writer: str, new_scope: str, old: StoredMemory) -> bool:
+    """Whether a memory by `writer` in `new_scope` may close `old`'s validity (same tenant
+    assumed): the writer must be able to see `old`, proven by the event alone (the author of
+    a private memory; a member of its team, shown by writing into that team, which the API
+    allows members only), and everyone who could see `old` must be able to see its
+    replacement, so a supersession never hides a memory from its readers."""
+    if old.scope == "private":
+        return old.agent_id == writer  # its only reader sees its own memory in any scope
+    if old.scope.startswith("team:"):
+        return new_scope == old.scope
+    return old.scope in ("tenant", "public") and new_scope in ("tenant", "public")
+
+
 @dataclass(frozen=True)
 class Sparse:
     """A sparse lexical vector (BM25 term weights for documents, 1.0 per term for queries)."""

@@ -196,21 +196,29 @@ class EdgeStore(HybridSearch):
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
         return found
 
-    def facet_counts(self, tenant: str, key: str, limit: int = 1000) -> dict[str, int]:
-        """Memories per value of a keyword field (`topic`, `tags`) in one tenant, exact."""
+    def facet_counts(self, caller: Caller, key: str, limit: int = 1000) -> dict[str, int]:
+        """Memories per value of a keyword field (`topic`, `tags`) among those `caller` may
+        see, exact: values of memories it cannot see are neither counted nor listed."""
         response = self.shard.facet(
-            qe.FacetRequest(
-                key, limit=limit, exact=True, filter=qe.Filter(must=[_match("tenant", tenant)])
-            )
+            qe.FacetRequest(key, limit=limit, exact=True, filter=access_filter(DIALECT, caller))
         )
         return {str(hit.value): int(hit.count) for hit in response.hits}
 
-    def delete_subject(self, tenant: str, subject_id: str) -> int:
+    def delete_subject(self, tenant: str, subject_id: str) -> list[UUID]:
+        """Delete the tenant's memories holding a value of the subject; returns their ids."""
         selected = qe.Filter(must=[_match("tenant", tenant), _match("subjects", subject_id)])
-        found = self.shard.count(qe.CountRequest(exact=True, filter=selected))
-        if found:
+        ids: list[UUID] = []
+        offset = None
+        while True:
+            records, offset = self.shard.scroll(
+                qe.ScrollRequest(limit=1000, offset=offset, filter=selected, with_payload=False)
+            )
+            ids += [UUID(str(r.id)) for r in records]
+            if offset is None:
+                break
+        if ids:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
-        return found
+        return ids
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -279,15 +279,15 @@ class QdrantServerStore(HybridSearch):
             )
         return found
 
-    def facet_counts(self, tenant: str, key: str, limit: int = 1000) -> dict[str, int]:
-        """Memories per value of a keyword field in one tenant (counted over a scroll, which
-        works in local mode too)."""
+    def facet_counts(self, caller: Caller, key: str, limit: int = 1000) -> dict[str, int]:
+        """Memories per value of a keyword field among those `caller` may see (counted over
+        a scroll, which works in local mode too)."""
         counts: dict[str, int] = {}
         offset = None
         while True:
             records, offset = self.client.scroll(
                 self.collection,
-                scroll_filter=models.Filter(must=[_match("tenant", tenant)]),
+                scroll_filter=access_filter(DIALECT, caller),
                 limit=1000,
                 offset=offset,
                 with_payload=[key],
@@ -301,14 +301,23 @@ class QdrantServerStore(HybridSearch):
                 break
         return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:limit])
 
-    def delete_subject(self, tenant: str, subject_id: str) -> int:
+    def delete_subject(self, tenant: str, subject_id: str) -> list[UUID]:
+        """Delete the tenant's memories holding a value of the subject; returns their ids."""
         selected = models.Filter(must=[_match("tenant", tenant), _match("subjects", subject_id)])
-        found = self.client.count(self.collection, count_filter=selected, exact=True).count
-        if found:
+        ids: list[UUID] = []
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection, scroll_filter=selected, limit=1000, offset=offset
+            )
+            ids += [UUID(str(r.id)) for r in records]
+            if offset is None:
+                break
+        if ids:
             self.client.delete(
                 self.collection, points_selector=models.FilterSelector(filter=selected), wait=True
             )
-        return found
+        return ids
 
     # --- reads ---------------------------------------------------------------------------
 

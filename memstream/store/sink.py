@@ -9,15 +9,23 @@ from `memstream.indexed` is identical to the live one.
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
+from memstream.logging import get_logger
 from memstream.models.compression import decode_vectors
 from memstream.schemas.events import Indexed
-from memstream.store.base import MemoryStore, StoredMemory
+from memstream.store.base import Caller, MemoryStore, StoredMemory, may_supersede
 from memstream.store.lexical import doc_sparse
+
+log = get_logger("memstream.sink")
+
+STORE_RETRY_MAX_S = 30.0
+"""Longest wait between two tries of a write while the store itself is failing."""
 
 
 @dataclass
@@ -84,10 +92,32 @@ def write_records(
     _upsert(store, orphans, now)
     result.written = len(originals) + len(orphans)
     for record in records:
-        for old in record.payload.supersedes:
-            if store.supersede(record.tenant, old, record.payload.valid_from or record.ts):
-                result.superseded += 1
+        if record.payload.supersedes:
+            result.superseded += _supersede(store, record)
     return result
+
+
+def _supersede(store: MemoryStore, record: Indexed) -> int:
+    """Close the validity of the memories `record` supersedes that its writer may supersede
+    (`may_supersede`); others are left alone and logged."""
+    scope = record.scope
+    proven = frozenset({scope[5:]}) if scope.startswith("team:") else frozenset()
+    writer = Caller(record.tenant, record.agent_id, proven)
+    visible = {m.memory_id: m for m in store.get(writer, list(record.payload.supersedes))}
+    done = 0
+    for old_id in record.payload.supersedes:
+        old = visible.get(old_id)
+        if old is None or not may_supersede(record.agent_id, scope, old):
+            log.warning(
+                "supersession refused",
+                memory_id=str(record.event_id),
+                superseded=str(old_id),
+                reason="not visible to the writer" if old is None else "would hide it",
+            )
+            continue
+        if store.supersede(record.tenant, old_id, record.payload.valid_from or record.ts):
+            done += 1
+    return done
 
 
 def _upsert(store: MemoryStore, records: list[Indexed], now: datetime) -> None:
@@ -101,3 +131,53 @@ def _upsert(store: MemoryStore, records: list[Indexed], now: datetime) -> None:
         decode_vectors(codes),
         [doc_sparse(lexical_text(r)) for r in records],
     )
+
+
+def write_isolated(
+    store: MemoryStore,
+    records: list[Indexed],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    max_wait_s: float = STORE_RETRY_MAX_S,
+) -> list[Exception | None]:
+    """`write_records` for a batch, with one outcome per record: None (stored) or the error
+    the store raised for that record alone.
+
+    One record the store refuses must not take the batch with it, so a failed batch is
+    written record by record. A record that fails while the store answers a health check is
+    that record's fault (its caller dead-letters it); while the store fails the health check
+    too, the store is down: the write is retried with backoff, for as long as it takes, so
+    that no offset is committed past a record that was neither stored nor dead-lettered.
+    """
+    if not records:
+        return []
+    try:
+        write_records(store, records)
+        return [None] * len(records)
+    except Exception:
+        log.warning("store refused a batch; writing record by record", size=len(records))
+    outcomes: list[Exception | None] = []
+    for record in records:
+        wait = 0.5
+        while True:
+            try:
+                write_records(store, [record])
+                outcomes.append(None)
+                break
+            except Exception as exc:
+                if store_healthy(store):
+                    outcomes.append(exc)
+                    break
+                log.error("store unavailable; retrying", error=repr(exc)[:500], wait_s=wait)
+                sleep(wait)
+                wait = min(max_wait_s, wait * 2)
+    return outcomes
+
+
+def store_healthy(store: MemoryStore) -> bool:
+    """True when the store answers a cheap read."""
+    try:
+        store.count()
+        return True
+    except Exception:
+        return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,10 +24,12 @@ from memstream.models.embedding import load_embedder
 from memstream.models.feedback_learner import FeedbackLearner
 from memstream.models.registry import HotSwapScorer, ModelRegistry
 from memstream.models.reputation import ReputationBook
+from memstream.privacy.keystore import KeyStore
 from memstream.schemas.events import Erasure, Feedback, Indexed, Memory, Observation
 from memstream.schemas.topics import (
     CATALOGUE,
     DEAD_LETTER,
+    DELIVERIES,
     ERASURES,
     FEEDBACK,
     INDEXED,
@@ -34,7 +37,7 @@ from memstream.schemas.topics import (
 )
 from memstream.services.runtime import WorkerServices, attach_api
 from memstream.settings import Settings
-from memstream.store.sink import write_records
+from memstream.store.sink import write_isolated
 from memstream.streams.enrich import ModelStage
 from memstream.streams.plugins import attach_archive, attach_processors
 from memstream.streams.privacy_stage import PrivacyStage, load_master_key
@@ -44,6 +47,7 @@ log = get_logger("memstream.worker")
 
 VALIDATE_STAGE = "validate"
 MODEL_STAGE = "model"
+SINK_STAGE = "sink"
 LEARNER_STAGE = "learner"
 
 
@@ -66,9 +70,7 @@ def enrich_or_reject(
         try:
             results.extend(_enrich(stage, [event], privacy))
         except Exception as exc:
-            results.append(
-                InvalidEvent("processor_error", f"{MODEL_STAGE}: {type(exc).__name__}: {exc}")
-            )
+            results.append(_processor_error(MODEL_STAGE, exc))
     return results
 
 
@@ -90,15 +92,27 @@ async def loop_run(executor: ThreadPoolExecutor, fn, *args):  # type: ignore[no-
     return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
 
-def _erase(privacy: PrivacyStage | None, store: object, tenant: str, subject_id: str) -> int:
-    if privacy is not None:
-        privacy.keystore.erase(tenant, subject_id)
-    return store.delete_subject(tenant, subject_id)  # type: ignore[attr-defined]
+def _processor_error(stage_name: str, exc: BaseException) -> InvalidEvent:
+    return InvalidEvent("processor_error", f"{stage_name}: {type(exc).__name__}: {exc}"[:2000])
 
 
-def build_privacy_stage(settings: Settings) -> PrivacyStage:
+def _erase(keystore: KeyStore, store: object, tenant: str, subject_id: str) -> int:
+    """Delete the subject's key, its memories, and the record keys of those memories (so
+    their raw copies in the archive go too); returns how many memories were deleted."""
+    keystore.erase(tenant, subject_id)
+    ids = store.delete_subject(tenant, subject_id)  # type: ignore[attr-defined]
+    keystore.erase_records(tenant, [str(i) for i in ids])
+    return len(ids)
+
+
+def archived_topics() -> list[str]:
+    """The catalogue but deliveries: those are derived (a replay re-matches), and hold
+    personal values in clear for cleared recipients, which no archive should keep."""
+    return [t.name for t in CATALOGUE if t.name != DELIVERIES.name]
+
+
+def build_privacy_stage(settings: Settings, keystore: KeyStore | None = None) -> PrivacyStage:
     from memstream.privacy.detect import PiiDetector
-    from memstream.privacy.keystore import KeyStore
     from memstream.privacy.policy import PrivacyPolicy
 
     policy = PrivacyPolicy(
@@ -108,7 +122,7 @@ def build_privacy_stage(settings: Settings) -> PrivacyStage:
         PiiDetector(settings.pii_tier),
         policy,
         load_master_key(settings.data_dir, settings.master_key),
-        KeyStore(settings.data_dir / "keys.db"),
+        keystore or KeyStore(settings.data_dir / "keys.db"),
     )
 
 
@@ -129,7 +143,10 @@ class _Optimizer:
             self.pending and time.monotonic() - self.last >= self.interval_s
         )
         if due:
-            self.store.optimize()  # type: ignore[attr-defined]
+            try:
+                self.store.optimize()  # type: ignore[attr-defined]
+            except Exception:  # searches stay correct (brute force) without the indexes
+                log.exception("store optimize failed; will try again later")
             self.pending = 0
             self.last = time.monotonic()
 
@@ -184,7 +201,8 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         providers=getattr(stage.embedder, "providers", None),
         valuation=stage.scorer.label,
     )
-    privacy = build_privacy_stage(settings) if settings.pii_enabled else None
+    keystore = KeyStore(settings.data_dir / "keys.db")
+    privacy = build_privacy_stage(settings, keystore) if settings.pii_enabled else None
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-model")
     from memstream.store import open_store
 
@@ -223,50 +241,72 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             tenant=letter.tenant,
         )
 
-    @app.agent(sources, name="memstream.pipeline")
-    async def pipeline(stream: faust.StreamT) -> None:
+    async def handle_batch(messages: list[faust.types.Message]) -> None:
+        """Every message of the batch ends stored (and on `indexed`) or dead-lettered with
+        its reason: a failure of one event, at any stage, is that event's dead letter."""
         producer = app.producer
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.batch_size, within=window):
-            valid = []
-            for event in events:
-                msg = event.message
-                try:
-                    parsed = validate_event(msg.value, msg.topic, settings.max_event_bytes)
-                except InvalidEvent as err:
-                    await reject(err, VALIDATE_STAGE, msg)
-                    continue
-                valid.append((msg, parsed))
-            if not valid:
+        valid = []
+        for msg in messages:
+            try:
+                parsed = validate_event(msg.value, msg.topic, settings.max_event_bytes)
+            except InvalidEvent as err:
+                await reject(err, VALIDATE_STAGE, msg)
                 continue
-            if not settings.model_stage_enabled:  # validate-only mode (benchmarks, debugging)
-                for msg, parsed in valid:
-                    await producer.send(
-                        INDEXED.name, str(parsed.event_id).encode(), msg.value, None, None, None
-                    )
+            except Exception as exc:  # a bug in validation: still this event's alone
+                await reject(_processor_error(VALIDATE_STAGE, exc), VALIDATE_STAGE, msg)
                 continue
-            results = await loop.run_in_executor(
-                executor, enrich_or_reject, stage, [parsed for _, parsed in valid], privacy
-            )
-            stored = [r for r in results if isinstance(r, Indexed)]
-            if stored:
-                # the store first, then `indexed`: a crash in between replays into the
-                # same points (ids are memory ids), so nothing is lost or doubled
-                await loop.run_in_executor(executor, write_records, store, stored)
-                await loop.run_in_executor(executor, optimizer.maybe_optimize, len(stored))
-                fresh = [r for r in stored if r.payload.duplicate_of is None]
-                deliveries = await loop.run_in_executor(executor, services.match, fresh)
-                await services.send_deliveries(deliveries)
-            for (msg, parsed), result in zip(valid, results, strict=True):
-                if isinstance(result, InvalidEvent):
-                    await reject(result, MODEL_STAGE, msg)
-                    continue
-                # The producer directly, not Topic.send: Faust's per-message bookkeeping
-                # (FutureMessage, attachments, sensors) cost more than validating. Faust
-                # still flushes this producer before every offset commit.
+            valid.append((msg, parsed))
+        if not valid:
+            return
+        if not settings.model_stage_enabled:  # validate-only mode (benchmarks, debugging)
+            for msg, parsed in valid:
                 await producer.send(
-                    INDEXED.name, str(parsed.event_id).encode(), result.to_json(), None, None, None
+                    INDEXED.name, str(parsed.event_id).encode(), msg.value, None, None, None
                 )
+            return
+        results = await loop.run_in_executor(
+            executor, enrich_or_reject, stage, [parsed for _, parsed in valid], privacy
+        )
+        positions = [i for i, r in enumerate(results) if isinstance(r, Indexed)]
+        if positions:
+            # the store first, then `indexed`: a crash in between replays into the same
+            # points (ids are memory ids), so nothing is lost or doubled
+            stored = [results[i] for i in positions]
+            outcomes = await loop.run_in_executor(executor, write_isolated, store, stored)
+            for i, error in zip(positions, outcomes, strict=True):
+                if error is not None:
+                    results[i] = InvalidEvent(
+                        "store_error", f"{type(error).__name__}: {error}"[:2000], SINK_STAGE
+                    )
+            written = [r for r in results if isinstance(r, Indexed)]
+            await loop.run_in_executor(executor, optimizer.maybe_optimize, len(written))
+            fresh = [r for r in written if r.payload.duplicate_of is None]
+            deliveries = await loop.run_in_executor(executor, services.match, fresh)
+            await services.send_deliveries(deliveries)
+        for (msg, parsed), result in zip(valid, results, strict=True):
+            if isinstance(result, InvalidEvent):
+                await reject(result, result.stage or MODEL_STAGE, msg)
+                continue
+            # The producer directly, not Topic.send: Faust's per-message bookkeeping
+            # (FutureMessage, attachments, sensors) cost more than validating. Faust
+            # still flushes this producer before every offset commit.
+            await producer.send(
+                INDEXED.name, str(parsed.event_id).encode(), result.to_json(), None, None, None
+            )
+
+    @app.agent(sources, name="memstream.pipeline")
+    async def pipeline(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=window):
+            try:
+                await handle_batch([event.message for event in events])
+            except Exception:
+                # Not an event's fault (those become dead letters above): the producer or
+                # the broker failed. Faust acks a batch whose handler raised, and would then
+                # commit past events neither stored nor dead-lettered; exiting first keeps
+                # the offsets where they are, and a restarted worker re-reads the batch.
+                log.critical("pipeline batch failed; exiting so that nothing is acked")
+                os._exit(70)
 
     @app.agent(app.topic(ERASURES.name, **raw), name="memstream.erasure")
     async def erase(stream: faust.StreamT) -> None:
@@ -280,7 +320,11 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 await reject(InvalidEvent("invalid_fields", str(exc)[:2000]), "erasure", msg)
                 continue
             tenant, subject = erasure.tenant, erasure.payload.subject_id
-            deleted = await loop_run(executor, _erase, privacy, store, tenant, subject)
+            try:
+                deleted = await loop_run(executor, _erase, keystore, store, tenant, subject)
+            except Exception as exc:  # dead-lettered, so an operator can re-drive it
+                await reject(_processor_error("erasure", exc), "erasure", msg)
+                continue
             log.info("subject erased", tenant=tenant, subject_id=subject, memories_deleted=deleted)
 
     @app.task
@@ -288,20 +332,12 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         await services.follow_subscriptions()
 
     if settings.serve:
-        attach_api(
-            app,
-            services,
-            settings.data_dir,
-            settings.api_host,
-            settings.web_port,
-            settings.max_event_bytes,
-            settings.dp_epsilon_per_tenant,
-        )
+        attach_api(app, services, settings)
 
     if settings.processors_enabled:
         attach_processors(app, settings, dead, None)  # None: plug-ins get their own thread
     if settings.archive_enabled:
-        attach_archive(app, settings, settings.data_dir / "archive", [t.name for t in CATALOGUE])
+        attach_archive(app, settings, settings.data_dir / "archive", archived_topics())
 
     if settings.learner_enabled:
         learner = FeedbackLearner(
@@ -332,13 +368,20 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                     )
                     continue
                 memory_id = str(feedback.payload.memory_id)
-                learner.learn(
-                    memory_id,
-                    feedback.payload.outcome,
-                    feedback.payload.score,
-                    event_id=str(feedback.event_id),
-                )
-                if memory_id in authors:
-                    reputation.record(*authors[memory_id], feedback.payload.outcome)
+                author = authors.get(memory_id)
+                if author is None or author[0] != feedback.tenant:
+                    # only feedback from the memory's own tenant teaches anything: an id
+                    # of another tenant's memory (or an unknown one) is ignored
+                    continue
+                try:
+                    learner.learn(
+                        memory_id,
+                        feedback.payload.outcome,
+                        feedback.payload.score,
+                        event_id=str(feedback.event_id),
+                    )
+                    reputation.record(*author, feedback.payload.outcome)
+                except Exception as exc:
+                    await reject(_processor_error(LEARNER_STAGE, exc), LEARNER_STAGE, msg)
 
     return app

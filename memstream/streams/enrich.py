@@ -58,10 +58,7 @@ class ModelStage:
             return []
         now = now or datetime.now(UTC)
         if protected is None:
-            protected = [
-                Protected(e.payload.text, e.payload.text, getattr(e.payload, "context", None))
-                for e in events
-            ]
+            protected = [Protected.unscanned(e) for e in events]
         vectors = self.embedder.embed([p.embed_text for p in protected])
         # wording is compared on the original text (hashed words, nothing kept in clear):
         # placeholders would make two different values look the same
@@ -75,7 +72,7 @@ class ModelStage:
             kind=[e.kind for e in events],
             age_hours=[(now - e.ts).total_seconds() / 3600 for e in events],
             text_chars=[len(p.text) for p in protected],
-            n_tags=[len(e.payload.tags) for e in events],
+            n_tags=[len(p.tags) for p in protected],
         )
         scores, valuation_label = self.scorer.score(features)
         codes = encode_vectors(vectors)
@@ -98,9 +95,9 @@ class ModelStage:
                     text=protected[i].text,
                     context=protected[i].context,
                     supersedes=getattr(event.payload, "supersedes", []),
-                    topic=event.payload.topic,
-                    tags=event.payload.tags,
-                    metadata=event.payload.metadata,
+                    topic=protected[i].topic,
+                    tags=protected[i].tags,
+                    metadata=protected[i].metadata,
                     valid_from=getattr(event.payload, "valid_from", None),
                     valid_to=getattr(event.payload, "valid_to", None),
                     vector_codec=CODEC_NAME,

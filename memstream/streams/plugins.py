@@ -269,10 +269,29 @@ def attach_archive(
     """Copy every record of `topics` (default: the catalogue) to an `ArchiveWriter(root)`,
     in group `memstream-archive`: flushed (fsync) at least every `flush_every_s` or
     `flush_every_records`, and offsets committed only after a flush; idle segments are
-    rotated on the same timer."""
+    rotated on the same timer. Records of topics with raw personal data
+    (`record_seal.SEALED_TOPICS`) are encrypted with a key per record from the data dir's
+    key store first, so that erasure reaches their copies."""
     from memstream.archive import ArchiveWriter
+    from memstream.privacy.keystore import KeyStore
+    from memstream.privacy.record_seal import SEALED_TOPICS, RecordSealer
 
     names = list(topics) if topics is not None else list(TOPICS)
+    sealer = RecordSealer(KeyStore(settings.data_dir / "keys.db"))
+
+    def append(writer: ArchiveWriter, records: list[Any]) -> None:
+        sealed = [r for r in records if r.topic in SEALED_TOPICS]
+        copies = iter(
+            sealer.seal([(r.topic, r.partition, r.offset, r.value) for r in sealed])
+            if sealed
+            else []
+        )
+        for r in records:
+            if r.topic in SEALED_TOPICS:
+                value, kid = next(copies)
+                writer.append(r.topic, r.partition, r.offset, r.timestamp, r.key, value, kid)
+            else:
+                writer.append(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)
 
     async def consume() -> None:
         bootstrap = bootstrap_of(app)
@@ -300,9 +319,8 @@ def attach_archive(
             while True:
                 got = await consumer.getmany(timeout_ms=500, max_records=flush_every_records)
                 for tp, records in got.items():
-                    for r in records:
-                        writer.append(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)
                     if records:
+                        await asyncio.to_thread(append, writer, records)
                         positions[tp] = records[-1].offset + 1
                         pending += len(records)
                 now = time.monotonic()

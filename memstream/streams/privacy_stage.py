@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from memstream.privacy.detect import PiiDetector, PiiSpan
 from memstream.privacy.keystore import KeyStore
@@ -30,7 +32,8 @@ PII_CLEARANCE = "pii"
 
 @dataclass
 class Protected:
-    """An event's text as the pipeline may keep it."""
+    """An event's free text as the pipeline may keep it: the text, its context, and the
+    structured fields (topic, tags, metadata), each scanned."""
 
     text: str  # stored (for `seal`: numbered placeholders)
     embed_text: str  # embedded and indexed lexically: never a personal value unless `allow`
@@ -39,6 +42,48 @@ class Protected:
     subjects: list[str] = field(default_factory=list)
     pii_types: list[str] = field(default_factory=list)
     action: str = "allow"
+    topic: str | None = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def unscanned(cls, event: Memory | Observation) -> Protected:
+        """The event as sent (no privacy stage)."""
+        p = event.payload
+        context = getattr(p, "context", None)
+        return cls(p.text, p.text, context, topic=p.topic, tags=list(p.tags), metadata=p.metadata)
+
+
+def field_strings(event: Memory | Observation) -> list[str]:
+    """Every string of the structured fields that may carry personal data: the topic, the
+    tags, and the keys and string values of the metadata."""
+    p = event.payload
+    found = ([p.topic] if p.topic else []) + list(p.tags)
+    stack: list[Any] = [p.metadata]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            found.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            found.append(value)
+    return found
+
+
+def _phrase(value: str) -> bool:
+    """A structured value that reads like prose (two words or more): scanned in full."""
+    return len(value.split()) >= 2
+
+
+def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """`value` (JSON) with `fn` applied to every string, keys included."""
+    if isinstance(value, dict):
+        return {fn(k): _map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, fn) for v in value]
+    return fn(value) if isinstance(value, str) else value
 
 
 def load_master_key(data_dir: Path, configured: str | None = None) -> bytes:
@@ -62,24 +107,39 @@ class PrivacyStage:
         self.policy = policy
         self.master_key = master_key
         self.keystore = keystore
+        # one-word labels (a tag "ci", a topic "kafka") give NER nothing to go on but its
+        # guesses: they get the pattern recognizers only (e-mails, phones, cards, ...)
+        self.patterns = PiiDetector("fast")
 
     def process(self, events: list[Memory | Observation]) -> list[Protected | InvalidEvent]:
         texts = [e.payload.text for e in events]
         contexts = [getattr(e.payload, "context", None) or "" for e in events]
-        spans = self.detector.detect_batch(texts + contexts)
+        strings = sorted({v for e in events for v in field_strings(e)})  # tags repeat a lot
+        phrases = [v for v in strings if _phrase(v)]
+        labels = [v for v in strings if not _phrase(v)]
+        spans = self.detector.detect_batch(texts + contexts + phrases)
+        field_spans = dict(zip(phrases, spans[2 * len(events) :], strict=True))
+        field_spans |= dict(zip(labels, self.patterns.detect_batch(labels), strict=True))
         out: list[Protected | InvalidEvent] = []
         for i, event in enumerate(events):
             action = self.policy.action_for(event.payload.topic, event.scope)
-            found = [s for s in spans[i] if s.entity_type not in self.policy.ignore_entity_types]
+            found = self._kept(spans[i])
             context = self._context(contexts[i], spans[len(events) + i], action, event.tenant)
-            types = sorted({s.entity_type for s in found})
-            if action == "drop" and found:
+            in_fields = {v: self._kept(field_spans[v]) for v in field_strings(event)}
+            in_fields = {v: f for v, f in in_fields.items() if f}
+            types = sorted(
+                {s.entity_type for s in found}
+                | {s.entity_type for f in in_fields.values() for s in f}
+            )
+            if action == "drop" and types:
                 out.append(
                     InvalidEvent(
                         DROP_REASON, f"personal data ({', '.join(types)}) on a drop-policy topic"
                     )
                 )
-            elif action == "seal" and found:
+                continue
+            fields = self._fields(event, in_fields, action)
+            if action == "seal" and found:
                 sealed = seal(
                     texts[i],
                     found,
@@ -87,6 +147,10 @@ class PrivacyStage:
                     keystore=self.keystore,
                     master_key=self.master_key,
                 )
+                if any(v.ciphertext_b64 is None for v in sealed.values):
+                    # it holds a value of a subject erased before: no raw copy of this
+                    # event may be kept either (the archive's is keyed by the event id)
+                    self.keystore.erase_records(event.tenant, [str(event.event_id)])
                 out.append(
                     Protected(
                         sealed.text,
@@ -96,13 +160,41 @@ class PrivacyStage:
                         subjects(sealed),
                         types,
                         action,
+                        **fields,
                     )
                 )
             else:
                 result = apply_policy(texts[i], found, action, event.tenant, self.master_key)
                 text = result.text if result.text is not None else ""
-                out.append(Protected(text, text, context, None, [], types, action))
+                out.append(Protected(text, text, context, None, [], types, action, **fields))
         return out
+
+    def _kept(self, spans: list[PiiSpan]) -> list[PiiSpan]:
+        return [s for s in spans if s.entity_type not in self.policy.ignore_entity_types]
+
+    def _fields(
+        self, event: Memory | Observation, in_fields: dict[str, list[PiiSpan]], action: str
+    ) -> dict[str, Any]:
+        """Topic, tags and metadata as they may be kept. They are filter keys and labels,
+        not prose, so a personal value in them is never kept, not even sealed: under every
+        action but `allow` it becomes its typed placeholder (`pseudonymize`: its pseudonym)."""
+        p = event.payload
+        if action == "allow" or not in_fields:
+            return {"topic": p.topic, "tags": list(p.tags), "metadata": p.metadata}
+        how = "pseudonymize" if action == "pseudonymize" else "redact"
+
+        def clean(value: str) -> str:
+            spans = in_fields.get(value)
+            if not spans:
+                return value
+            return apply_policy(value, spans, how, event.tenant, self.master_key).text or ""
+
+        tags = list(dict.fromkeys(clean(t)[:64] for t in p.tags))
+        return {
+            "topic": clean(p.topic)[:128] if p.topic else p.topic,
+            "tags": tags,
+            "metadata": _map_strings(p.metadata, clean),
+        }
 
     def _context(self, context: str, spans: list[PiiSpan], action: str, tenant: str) -> str | None:
         if not context:

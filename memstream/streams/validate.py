@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from memstream.schemas.events import (
     EVENT_MODELS,
@@ -38,6 +38,8 @@ REASONS = (
     "wrong_kind",
     "invalid_fields",
     "processor_error",
+    "store_error",
+    "pii_dropped",
 )
 """Every `reason` code a dead letter can carry."""
 
@@ -45,10 +47,11 @@ REASONS = (
 class InvalidEvent(ValueError):
     """Why an event was rejected: a code from REASONS and a message naming the field."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, stage: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.stage = stage  # where it was rejected, when not the stage that reports it
 
 
 def _describe(err: ValidationError, limit: int = 5) -> str:
@@ -100,8 +103,10 @@ def _readable_fields(value: bytes | None) -> tuple[str, list[UUID]]:
     """(tenant, [event id]) of a rejected value, where it is readable and well formed."""
     tenant, parents = SYSTEM_TENANT, []
     try:
-        data = json.loads(value or b"")
-    except (ValueError, TypeError):
+        # jiter, not json.loads: bounded recursion, so a value nested 100k levels deep is
+        # unreadable here instead of a RecursionError that would sink the batch
+        data = from_json(value or b"")
+    except ValueError:
         return tenant, parents
     if isinstance(data, dict):
         try:
@@ -134,7 +139,10 @@ def dead_letter(
     raw = value or b""
     kept = raw[:DEAD_LETTER_KEEP_BYTES]
     readable = len(raw) <= DEAD_LETTER_KEEP_BYTES
-    tenant, parents = _readable_fields(value) if readable else (SYSTEM_TENANT, [])
+    try:
+        tenant, parents = _readable_fields(value) if readable else (SYSTEM_TENANT, [])
+    except Exception:  # never let the reader of a bad value sink the rest of its batch
+        tenant, parents = SYSTEM_TENANT, []
     return DeadLetter(
         tenant=tenant,
         agent_id=stage,

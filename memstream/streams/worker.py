@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -20,6 +21,9 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
     exits at once with status 0: nothing has been consumed yet, so nothing is lost."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
+    # the store, archive, key store, tokens and models hold personal data and secrets:
+    # whatever this process creates is readable by its owner only
+    os.umask(0o077)
     asyncio.run(
         ensure_topics(
             bootstrap,

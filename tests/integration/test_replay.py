@@ -96,6 +96,11 @@ async def _publish(bootstrap: str, events: list[Memory]) -> None:
 def _archived_ids(root: Path, topic: str, tenant: str) -> set[str]:
     ids = set()
     for record in ArchiveReader(root).read(topic):
+        if record.sealed_with is not None:  # raw input: encrypted, named `<tenant>/<event id>`
+            owner, _, event_id = record.sealed_with.partition("/")
+            if owner == tenant:
+                ids.add(event_id)
+            continue
         data = json.loads(record.value or b"{}")
         if data.get("tenant") == tenant:
             ids.add(data["event_id"])
