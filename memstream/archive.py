@@ -9,7 +9,11 @@ JSON line per record (`{"t","p","o","ts","k","v"}`, key and value base64), bucke
 the UTC hour of the record's timestamp. A segment file is only ever replaced whole
 (write `*.tmp`, fsync, rename), so a reader sees the old or the new version, never a torn
 one. Writers are at-least-once, so readers de-duplicate by (topic, partition, offset).
-Files are created readable by their owner only. Records of topics that carry raw personal
+Offsets are only comparable within one broker incarnation: a memory-only broker starts
+again at 0, so a writer given an `epoch` (the cluster id of a persistent cluster, a fresh
+id per start of a memory-only one) names its segments `...-<offset>.e-<epoch>.jsonl.zst`,
+and readers keep the records of different epochs apart. Files are created readable by
+their owner only. Records of topics that carry raw personal
 data are stored encrypted with a key per record (`"e"` names it; see
 `memstream.privacy.record_seal`), so that erasure reaches their archived copies.
 """
@@ -41,7 +45,8 @@ TMP_SUFFIX = ".tmp"
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 """Kafka's own rule for topic names, which also makes them safe directory names."""
-_SEGMENT = re.compile(r"^seg-(\d+)-(\d+)(?:-r\d+)?\.jsonl\.zst$")
+_SEGMENT = re.compile(r"^seg-(\d+)-(\d+)(?:-r\d+)?(?:\.e-([A-Za-z0-9_-]{1,64}))?\.jsonl\.zst$")
+_EPOCH = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HOUR = re.compile(r"^\d{2}$")
 
@@ -123,9 +128,13 @@ class ArchiveWriter:
         max_open: int = 256,
         level: int = 3,
         fsync: bool = True,
+        epoch: str | None = None,
     ) -> None:
         if max_records < 1 or max_age_s <= 0 or max_bytes < 1 or max_open < 1:
             raise ValueError("max_records, max_age_s, max_bytes and max_open must be positive")
+        if epoch is not None and not _EPOCH.match(epoch):
+            raise ValueError(f"an epoch is 1-64 of [A-Za-z0-9_-], not {epoch!r}")
+        self.epoch = epoch
         self.root = Path(root)
         self.max_records = max_records
         self.max_age_s = max_age_s
@@ -207,11 +216,12 @@ class ArchiveWriter:
         if hour_dir is None:
             hour_dir = self._hour_dirs[hour] = _hour_dir(hour)
         directory = self.root / topic / hour_dir
-        path = directory / f"seg-{partition}-{offset}{SEGMENT_SUFFIX}"
+        tag = f".e-{self.epoch}" if self.epoch else ""
+        path = directory / f"seg-{partition}-{offset}{tag}{SEGMENT_SUFFIX}"
         retry = 0
         while path.exists():  # a replay from the same offset after a restart: keep both
             retry += 1
-            path = directory / f"seg-{partition}-{offset}-r{retry}{SEGMENT_SUFFIX}"
+            path = directory / f"seg-{partition}-{offset}-r{retry}{tag}{SEGMENT_SUFFIX}"
         segment = _Segment(path=path, first_offset=offset, last_offset=offset - 1, opened_at=now)
         self._open[slot] = segment
         return segment
@@ -269,6 +279,8 @@ class _SegmentFile:
     path: Path
     partition: int
     first_offset: int
+    epoch: str = ""
+    hour: str = ""
 
 
 class ArchiveReader:
@@ -322,7 +334,15 @@ class ArchiveReader:
                 for path in hour_dir.iterdir():
                     match = _SEGMENT.match(path.name)
                     if match and path.is_file():
-                        found.append(_SegmentFile(path, int(match[1]), int(match[2])))
+                        found.append(
+                            _SegmentFile(
+                                path,
+                                int(match[1]),
+                                int(match[2]),
+                                match[3] or "",
+                                f"{date_dir.name}/{hour_dir.name}",
+                            )
+                        )
         found.sort(key=lambda s: (s.partition, s.first_offset, s.path.name))
         return found
 
@@ -335,11 +355,21 @@ class ArchiveReader:
         """Records of `topic` (all topics when None) with `since_ms <= ts < until_ms`."""
         for name in [topic] if topic is not None else self.topics():
             files = self._segment_files(name, since_ms, until_ms)
-            by_partition: dict[int, list[_SegmentFile]] = {}
+            # offsets are only comparable within one broker incarnation (epoch): each
+            # epoch's records are distinct from every other's, oldest epoch first
+            by_epoch: dict[str, dict[int, list[_SegmentFile]]] = {}
+            first_hour: dict[str, str] = {}
             for segment in files:
-                by_partition.setdefault(segment.partition, []).append(segment)
-            for partition in sorted(by_partition):
-                yield from self._merge(name, partition, by_partition[partition], since_ms, until_ms)
+                by_epoch.setdefault(segment.epoch, {}).setdefault(segment.partition, []).append(
+                    segment
+                )
+                first_hour[segment.epoch] = min(first_hour.get(segment.epoch, "~"), segment.hour)
+            for epoch in sorted(by_epoch, key=lambda e: (first_hour[e], e)):
+                by_partition = by_epoch[epoch]
+                for partition in sorted(by_partition):
+                    yield from self._merge(
+                        name, partition, by_partition[partition], since_ms, until_ms
+                    )
 
     def count(
         self, topic: str | None = None, since_ms: int | None = None, until_ms: int | None = None

@@ -89,43 +89,60 @@ def worker(
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="publish a few demo memories once ready")] = False,
-    broker_kind: Annotated[str | None, typer.Option("--broker", help="tansu or kafka")] = None,
+    broker_kind: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="kafka (default: Apache Kafka, its log under the data dir) or tansu "
+            "(memory only: a restart forgets the log, offsets and subscriptions)",
+        ),
+    ] = None,
     port: Annotated[int | None, typer.Option(help="HTTP API port (default 8700)")] = None,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the pipeline")] = 120,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the pipeline")] = 180,
 ) -> None:
-    """Start the embedded stack (broker, topics, worker); prints `ready <url>`; Ctrl-C stops it."""
-    from memstream.stack import Stack, wait_for_http
+    """Start the embedded stack (broker, topics, worker); prints `ready <url>`; Ctrl-C or
+    SIGTERM stops it. A worker that exits is restarted with backoff; after 5 restarts in 5
+    minutes, or if it dies before the stack is ready, `up` stops and exits with status 1.
+    Other commands find the running stack through `<data dir>/stack.json`."""
+    from memstream.stack import Stack, StackError, wait_for_http
     from memstream.streams.probe import wait_until_ready
 
     settings = _settings()
     stop = _stop_on_signal()
     if broker_kind:
+        if broker_kind not in ("kafka", "tansu"):
+            raise _fail(f"--broker must be kafka or tansu, not {broker_kind!r}")
         settings = settings.model_copy(update={"broker_kind": broker_kind})
     if port:
         settings = settings.model_copy(update={"web_port": port})
+    stack = Stack(settings, say=lambda text: typer.echo(text, err=True))
     try:
-        stack = Stack(settings).start()
-    except (BrokerUnavailable, ValueError) as err:
+        stack.start()
+    except (BrokerUnavailable, StackError, ValueError) as err:
         raise _fail(str(err)) from err
     try:
-        typer.echo(f"broker {stack.broker.label if stack.broker else '?'} at {stack.bootstrap}")
+        assert stack.broker is not None
+        typer.echo(f"broker {stack.broker.label} at {stack.bootstrap}")
         try:
+            wait_for_http(f"{stack.url}/healthz", timeout, alive=stack.check)
             seconds = wait_until_ready(stack.bootstrap, timeout)
+            stack.check()
+        except StackError as err:
+            raise _fail(str(err)) from err
         except TimeoutError as err:
-            raise _fail(f"{err}; see {settings.data_dir / 'worker.log'}") from err
-        url = f"http://{settings.api_host}:{settings.web_port}"
-        try:
-            wait_for_http(f"{url}/healthz", timeout)
-        except TimeoutError as err:
-            raise _fail(f"{err}; see {settings.data_dir / 'worker.log'}") from err
+            raise _fail(f"{err}; see {stack.worker_log}") from err
         typer.echo(f"pipeline answered in {seconds:.1f}s; kafka at {stack.bootstrap}")
         if demo:
             from memstream.demo import run_demo
 
             asyncio.run(run_demo(stack.bootstrap))
-        typer.echo(f"ready {url}")
+        typer.echo(f"ready {stack.url}")
         sys.stdout.flush()
-        stop.wait()
+        try:
+            stack.supervise(stop.is_set)
+        except StackError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=1) from err
         typer.echo("stopping")
     finally:
         stack.stop()
@@ -139,24 +156,41 @@ def erase(
     ],
     bootstrap: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
 ) -> None:
-    """Forget a data subject: its key is deleted (sealed copies everywhere become
-    unreadable, replays included) and its memories are removed from the store."""
+    """Forget a data subject for good. Its key is deleted, so its sealed values are noise
+    in every copy (store, log, archive, deliveries); every memory whose text holds one of
+    its values is deleted, is left out by every replay (topic, archive, --swap), and later
+    memories that hold it are not kept either. Needs the key store of the stack that
+    stored the memories: its data dir (MEMSTREAM_DATA_DIR), or the running stack."""
+    from memstream.cli_common import stack_settings
     from memstream.privacy.keystore import subject_id
     from memstream.schemas.events import Erasure, ErasurePayload
     from memstream.schemas.topics import ERASURES
+    from memstream.stack import where_to_look
     from memstream.streams.privacy_stage import load_master_key
 
-    settings = _settings()
-    bootstrap = require_bootstrap(settings, bootstrap)
-    master = load_master_key(settings.data_dir, settings.master_key)
-    events = [
-        Erasure(
-            tenant=tenant,
-            agent_id="memstream-cli",
-            payload=ErasurePayload(subject_id=subject_id(tenant, value, master)),
+    settings = stack_settings(_settings())
+    keys = settings.data_dir / "keys.db"
+    if not keys.is_file():
+        raise _fail(
+            f"no key store at {keys.resolve()} ({where_to_look(settings)}): run erase with "
+            "the MEMSTREAM_DATA_DIR of the stack that stored the memories, or while it runs"
         )
-        for value in subject
-    ]
+    try:
+        master = load_master_key(settings.data_dir, settings.master_key, create=False)
+    except FileNotFoundError as err:
+        raise _fail(str(err)) from err
+    bootstrap = require_bootstrap(settings, bootstrap)
+    try:
+        events = [
+            Erasure(
+                tenant=tenant,
+                agent_id="memstream-cli",
+                payload=ErasurePayload(subject_id=subject_id(tenant, value, master)),
+            )
+            for value in subject
+        ]
+    except ValueError as err:
+        raise _fail(f"--tenant {tenant!r} is not a valid tenant id") from err
 
     async def send() -> None:
         from aiokafka import AIOKafkaProducer
@@ -196,17 +230,22 @@ def token_create(
         list[str] | None, typer.Option(help="a team the agent belongs to (repeat)")
     ] = None,
     clearance: Annotated[
-        list[str] | None, typer.Option(help="e.g. pii: may see personal data")
+        list[str] | None,
+        typer.Option(
+            help="pii: may see personal data; admin: may erase subjects of its tenant (repeat)"
+        ),
     ] = None,
 ) -> None:
-    """Print a new token for this identity, and nothing else (only its hash is kept)."""
-    from memstream.services.auth import TokenStore
+    """Print a new token for this identity, and nothing else (only its hash is kept).
+    Written to the token store of the running stack, else of MEMSTREAM_DATA_DIR."""
+    from memstream.cli_common import stack_settings
+    from memstream.services.auth import InvalidIdentity, TokenStore
 
-    settings = Settings()
+    settings = stack_settings(Settings())
     store = TokenStore(settings.data_dir / "tokens.db")
     try:
         typer.echo(store.create(tenant, agent, team or [], clearance or []))
-    except ValueError as err:
+    except InvalidIdentity as err:
         raise _fail(str(err)) from err
 
 
@@ -414,7 +453,6 @@ def bench_privacy(
 def doctor() -> None:
     """What this machine offers memstream: Python, ONNX Runtime providers, models, brokers."""
     import platform
-    import shutil
 
     import onnxruntime as ort
 
@@ -425,10 +463,25 @@ def doctor() -> None:
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
         "onnxruntime_available_providers": ort.get_available_providers(),
-        "java": shutil.which("java"),
-        "mvn": shutil.which("mvn"),
+        "java": _java_or_reason(),
         "kafka_bootstrap": settings.kafka_bootstrap,
     }
+    from memstream.stack import find_stack
+
+    state = find_stack(settings)
+    report["stack"] = (
+        {
+            "data_dir": state.data_dir,
+            "bootstrap": state.bootstrap,
+            "api_url": state.api_url,
+            "broker": state.broker,
+            "worker_pid": state.worker_pid,
+        }
+        if state is not None
+        else None
+    )
+    if state is not None and not settings.kafka_bootstrap:
+        report["kafka_bootstrap"] = state.bootstrap
     try:
         embedder = OnnxEmbedder(prefer=settings.onnx_provider)
         report["embedding_model"] = embedder.version
@@ -442,6 +495,15 @@ def doctor() -> None:
     except Exception as err:
         report["tansu"] = f"unavailable: {err}"
     typer.echo(json.dumps(report, indent=2))
+
+
+def _java_or_reason() -> str:
+    from memstream.broker.kafka.launcher import require_java
+
+    try:
+        return require_java()
+    except BrokerUnavailable as err:
+        return f"unavailable: {err}"
 
 
 @eval_app.command("compression")
@@ -503,6 +565,21 @@ def bench_push(
         progress=not as_json,
     )
     _emit("push", result, save=save, as_json=as_json)
+
+
+@bench_app.command("up")
+def bench_up(
+    brokers: Annotated[str, typer.Option(help="comma-separated: kafka, tansu")] = "kafka,tansu",
+    repeats: Annotated[int, typer.Option(help="runs per broker")] = 2,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Seconds from `memstream up` to `ready` per broker: first start and restart."""
+    from memstream.bench.up import run_up_bench
+
+    _settings()
+    result = run_up_bench(tuple(b.strip() for b in brokers.split(",")), repeats)
+    _emit("up", result, save=save, as_json=as_json)
 
 
 @bench_app.command("fuzz")

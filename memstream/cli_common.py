@@ -21,10 +21,29 @@ def fail(message: str) -> typer.Exit:
 
 
 def require_bootstrap(settings: Settings, bootstrap: str | None) -> str:
-    """--bootstrap, else MEMSTREAM_KAFKA_BOOTSTRAP, else a clear error."""
+    """--bootstrap, else MEMSTREAM_KAFKA_BOOTSTRAP, else the running stack's broker
+    (`memstream.stack.find_stack`), else a clear error naming what was looked for."""
+    from memstream.stack import find_stack, where_to_look
+
     found = bootstrap or settings.kafka_bootstrap
     if not found:
+        state = find_stack(settings)
+        found = state.bootstrap if state is not None else None
+    if not found:
         raise fail(
-            "no broker: pass --bootstrap or set MEMSTREAM_KAFKA_BOOTSTRAP (or run `memstream up`)"
+            f"no broker: {where_to_look(settings)}; run `memstream up`, pass --bootstrap or "
+            "set MEMSTREAM_KAFKA_BOOTSTRAP"
         )
     return found
+
+
+def stack_settings(settings: Settings) -> Settings:
+    """The settings of the running stack these settings mean (its data dir and broker),
+    or these settings unchanged when none runs; says on stderr which stack was found
+    when it lives elsewhere than the current data dir."""
+    from memstream.stack import stack_settings as resolve
+
+    resolved, state = resolve(settings)
+    if state is not None and resolved.data_dir != settings.data_dir:
+        typer.echo(f"using the running stack in {state.data_dir}", err=True)
+    return resolved

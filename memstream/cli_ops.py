@@ -15,6 +15,7 @@ import typer
 from memstream.cli_common import fail as _fail
 from memstream.cli_common import load_settings as _settings
 from memstream.cli_common import require_bootstrap as _bootstrap
+from memstream.cli_common import stack_settings
 
 processors_app = typer.Typer(help="Installed plug-in processors.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
@@ -63,7 +64,7 @@ def replay_cmd(
     --swap the alias moves at the end; a running worker follows it within a second."""
     from memstream.replay import ReplayError, replay
 
-    settings = _settings()
+    settings = stack_settings(_settings())
     try:
         summary = replay(
             settings,
@@ -240,7 +241,7 @@ def archive_stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """What the archive holds: records, segments and bytes per topic, time span."""
-    settings = _settings()
+    settings = stack_settings(_settings())
     root = root or settings.data_dir / "archive"
     if not root.is_dir():
         raise _fail(f"no archive at {root}")

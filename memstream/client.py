@@ -1,7 +1,12 @@
 """The Python SDK: publish memories, observations and feedback to the bus.
 
-    async with memstream.Client("127.0.0.1:9092", tenant="acme", agent_id="planner") as client:
+    async with memstream.Client(tenant="acme", agent_id="planner") as client:
         event_id = await client.publish_memory("the staging DB moved to eu-west-2", tags=["infra"])
+
+Without a bootstrap it connects to `MEMSTREAM_KAFKA_BOOTSTRAP`, else to the stack
+`memstream up` runs (found through its state file, `memstream.stack.find_stack`).
+It talks to Kafka directly and is trusted with the tenant and teams it is given: it is
+the producer for services inside the cluster's trust boundary.
 
 Events are validated here, before they leave the process, so a caller learns about a bad
 field from a `ValidationError` instead of a dead letter. Produces use `acks=all`.
@@ -44,19 +49,39 @@ class EventTooLarge(ValueError):
     """The encoded event is over the pipeline's size limit; it would only be dead-lettered."""
 
 
+class NoBroker(RuntimeError):
+    """No bootstrap was given, none is configured and no stack is running."""
+
+
+def default_bootstrap() -> str:
+    """`MEMSTREAM_KAFKA_BOOTSTRAP`, else the running stack's broker; NoBroker otherwise."""
+    from memstream.settings import Settings
+    from memstream.stack import find_stack, where_to_look
+
+    settings = Settings()
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    state = find_stack(settings)
+    if state is None:
+        raise NoBroker(
+            f"{where_to_look(settings)}: start one with `memstream up`, or pass a bootstrap"
+        )
+    return state.bootstrap
+
+
 class Client:
     """An agent's connection to memstream. Use as `async with Client(...) as client:`."""
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: str | None = None,
         *,
         tenant: str,
         agent_id: str,
         max_event_bytes: int = MAX_EVENT_BYTES,
         **producer_options: Any,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.bootstrap = bootstrap or default_bootstrap()
         self.tenant = tenant
         self.agent_id = agent_id
         self.max_event_bytes = max_event_bytes

@@ -401,6 +401,7 @@ class _Pipeline:
         self._embedder = embedder
         self._stage: Any = None
         self._privacy: Any = _UNSET
+        self._keystore: Any = _UNSET
 
     @property
     def stage(self) -> Any:
@@ -433,15 +434,45 @@ class _Pipeline:
             self._privacy = build(self.settings) if build is not None and enabled else None
         return self._privacy
 
-    def enrich(self, events: list[Memory | Observation]) -> list[Indexed | None]:
+    def enrich(self, events: list[Memory | Observation]) -> list[Indexed | str]:
         """The batch through the worker's own privacy and model stages (`enrich_or_reject`:
-        on failure event by event); None for an event the pipeline would reject."""
+        on failure event by event); `"rejected"` or `"erased"` for an event the pipeline
+        would not keep."""
         from memstream.streams.app import enrich_or_reject
+        from memstream.streams.privacy_stage import ErasedSubject
 
         privacy = self.privacy
         args = (privacy,) if privacy is not None else ()
         results = enrich_or_reject(self.stage, events, *args)
-        return [r if isinstance(r, Indexed) else None for r in results]
+        return [
+            r
+            if isinstance(r, Indexed)
+            else "erased"
+            if isinstance(r, ErasedSubject)
+            else "rejected"
+            for r in results
+        ]
+
+    @property
+    def keystore(self) -> Any:
+        """The data dir's key store (for the erasure tombstones), or None without one."""
+        if self._keystore is _UNSET:
+            from memstream.privacy.keystore import KeyStore
+
+            path = self.settings.data_dir / "keys.db"
+            self._keystore = KeyStore(path) if path.exists() else None
+        return self._keystore
+
+    def erased(self, record: Indexed) -> bool:
+        """Whether a stored record holds a value of a subject erased since: it is left
+        out, as the live pipeline deleted it."""
+        keys = self.keystore
+        subjects = record.payload.subjects
+        return (
+            bool(subjects)
+            and keys is not None
+            and any(keys.erased(record.tenant, s) for s in subjects)
+        )
 
     def run(self, batch: list[RawMessage], stats: ReplayStats) -> list[tuple[RawMessage, Indexed]]:
         """Store one batch; returns the (source record, Indexed) pairs that were stored."""
@@ -461,15 +492,22 @@ class _Pipeline:
                 inputs.append((message, event))  # type: ignore[arg-type]
             elif message.topic == INDEXED.name:
                 try:
-                    pairs.append((message, Indexed.model_validate_json(message.value or b"")))
+                    record = Indexed.model_validate_json(message.value or b"")
                 except ValidationError:
                     stats.rejected += 1
+                    continue
+                if self.erased(record):
+                    stats.erased += 1
+                else:
+                    pairs.append((message, record))
             else:
                 stats.skipped_other += 1
         if inputs:
             results = self.enrich([event for _, event in inputs])
             for (message, _), result in zip(inputs, results, strict=True):
-                if result is None:
+                if result == "erased":
+                    stats.erased += 1
+                elif isinstance(result, str):
                     stats.rejected += 1
                 else:
                     pairs.append((message, result))

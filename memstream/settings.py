@@ -27,7 +27,15 @@ class Settings(BaseSettings):
         default=None, description="host:port[,...] of an existing cluster; unset = embedded broker"
     )
     broker_kind: Literal["tansu", "kafka"] = Field(
-        default="tansu", description="broker `memstream up` starts when kafka_bootstrap is unset"
+        default="kafka",
+        description="broker `memstream up` starts when kafka_bootstrap is unset: kafka "
+        "(Apache Kafka, its log under <data_dir>/kafka) or tansu (memory only)",
+    )
+    broker_epoch: str | None = Field(
+        default=None,
+        description="names this broker incarnation in archive segments; `memstream up` sets "
+        "it (the cluster id, or a fresh id per start of a memory-only broker); unset = the "
+        "cluster id the broker reports",
     )
     data_dir: Path = Field(default=Path(".memstream"), description="state of the embedded stack")
     partitions: int = Field(default=3, ge=1, description="partitions of topics created at start")

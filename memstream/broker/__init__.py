@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from memstream.broker.base import BrokerHandle, BrokerUnavailable
 from memstream.broker.tansu import start_tansu
@@ -16,11 +17,17 @@ def external_broker(bootstrap: str) -> BrokerHandle:
 
 
 def start_broker(
-    kind: str = "tansu", nodes: int = 1, port: int | None = None, *, fast_start: bool = False
+    kind: str = "tansu",
+    nodes: int = 1,
+    port: int | None = None,
+    *,
+    fast_start: bool = False,
+    data_dir: Path | None = None,
 ) -> BrokerHandle:
     """Start a broker of `kind` (`kafka`, `tansu`) or wrap `external` from the environment.
 
-    `fast_start` trades Kafka's peak throughput for a quicker JVM start (tests use it).
+    `fast_start` trades Kafka's peak throughput for a quicker JVM start (tests use it);
+    `data_dir` keeps a Kafka cluster there across restarts (Tansu is memory-only).
     """
     if kind == "tansu":
         if nodes != 1:
@@ -29,7 +36,7 @@ def start_broker(
     if kind == "kafka":
         from memstream.broker.kafka import start_kafka
 
-        return start_kafka(nodes=nodes, port=port, fast_start=fast_start)
+        return start_kafka(nodes=nodes, port=port, data_dir=data_dir, fast_start=fast_start)
     if kind == "external":
         bootstrap = os.environ.get("MEMSTREAM_KAFKA_BOOTSTRAP")
         if not bootstrap:

@@ -26,7 +26,14 @@ class BrokerHandle:
     bootstrap: str
     nodes: int = 1
     supports_compaction: bool = True
+    cluster_id: str | None = None
+    """Stays the same across restarts of a persistent broker; None where unknown."""
+    persistent: bool = True
+    """Whether the log survives a restart (Tansu keeps it in memory)."""
+    pids: list[int] = field(default_factory=list)
+    """The broker's processes, where this process started them."""
     _stop: Callable[[], None] | None = field(default=None, repr=False)
+    _kill: Callable[[], None] | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -37,6 +44,11 @@ class BrokerHandle:
         if self._stop is not None:
             stop, self._stop = self._stop, None
             stop()
+
+    def kill(self) -> None:
+        """SIGKILL the broker's processes (fault tests): no clean shutdown."""
+        if self._kill is not None:
+            self._kill()
 
     def __enter__(self) -> BrokerHandle:
         return self

@@ -75,5 +75,8 @@ def start_tansu(
         version=tansu_version(binary),
         bootstrap=f"{host}:{port}",
         supports_compaction=False,
+        persistent=False,
+        pids=[proc.pid],
         _stop=stop,
+        _kill=lambda: os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None,
     )

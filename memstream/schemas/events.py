@@ -244,9 +244,11 @@ class DeliveryPayload(_Model):
     tags: list[Tag] = Field(default_factory=list)
     topic: str | None = None
     redacted: bool = Field(default=False, description="PII was replaced for this recipient")
-    revealed: bool = Field(
-        default=False,
-        description="personal values are shown in clear (the recipient had the pii clearance)",
+    sealed: dict[str, Any] | None = Field(
+        default=None,
+        description="personal values sealed per subject (memstream.privacy.shred): on the "
+        "topic the text holds placeholders only; the gateway reveals them to a reader with "
+        "the pii clearance, so erasing a subject shreds its deliveries too",
     )
 
 

@@ -83,6 +83,10 @@ class Backend(Protocol):
 
     async def visible(self, caller: Caller, memory_id: UUID) -> Any | None: ...
 
+    def reveal(self, sealed: dict[str, Any], tenant: str, caller: Caller) -> tuple[str, bool]: ...
+
+    async def erase(self, tenant: str, values: list[str]) -> list[dict[str, str]]: ...
+
 
 # --- request bodies ---------------------------------------------------------------------------
 
@@ -125,6 +129,12 @@ class SubscriptionIn(_Body):
     include_own: bool = False
 
 
+class ErasureIn(_Body):
+    values: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        min_length=1, max_length=64, description="personal values: a name, an e-mail, ..."
+    )
+
+
 class Accepted(BaseModel):
     event_id: UUID
 
@@ -154,7 +164,14 @@ def current_caller(
 ) -> Caller:
     """The identity of the bearer token; 401 for anything else, 429 (with `Retry-After`)
     when the token is over its rate limit."""
-    token = authorization.removeprefix("Bearer ").strip() if authorization else None
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(
+            401,
+            "an `Authorization: Bearer <token>` header is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = token.strip()
     try:
         caller = request.app.state.tokens.verify(token)
     except InvalidToken as err:
@@ -340,7 +357,7 @@ def create_api(
         except InvalidCursor as err:
             raise HTTPException(400, str(err)) from err
         return StreamingResponse(
-            sse_stream(backend.bootstrap, who, resume),
+            sse_stream(backend.bootstrap, who, resume, backend.reveal),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -359,7 +376,7 @@ def create_api(
             await ws.close(code=4400)
             return
         await ws.accept()
-        async for item in deliveries_for(backend.bootstrap, who, cursor):
+        async for item in deliveries_for(backend.bootstrap, who, cursor, reveal=backend.reveal):
             if item is not None:
                 await ws.send_json({"cursor": item[0], "delivery": item[1]})
 
@@ -379,6 +396,18 @@ def create_api(
         except BudgetExceeded as err:
             raise HTTPException(429, str(err)) from err
         return {"field": field, "epsilon": epsilon, "counts": counts}
+
+    @api.post("/v1/erasures", status_code=202)
+    async def post_erasures(body: ErasureIn, who: Identity) -> dict[str, Any]:
+        """Forget data subjects of the caller's tenant (as `memstream erase`); needs a token
+        with the `admin` clearance. 503 where this worker keeps no key store."""
+        if "admin" not in who.clearance:
+            raise HTTPException(403, "erasing subjects needs a token with the admin clearance")
+        try:
+            erasures = await backend.erase(who.tenant, body.values)
+        except LookupError as err:
+            raise HTTPException(503, str(err)) from err
+        return {"erasures": erasures}
 
     @api.get("/v1/stats")
     async def stats(who: Identity) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from memstream.schemas.events import Slug
 from memstream.sqlite_file import SqliteFile
@@ -38,8 +38,16 @@ create table if not exists tokens (
 _slug = TypeAdapter(Slug)
 
 
+KNOWN_CLEARANCES = ("pii", "admin")
+"""`pii`: may read sealed personal values; `admin`: may erase subjects of its tenant."""
+
+
 class InvalidToken(Exception):
     """Missing, malformed, unknown, revoked or wrong token: all answered the same way."""
+
+
+class InvalidIdentity(ValueError):
+    """A token cannot be made for this identity; the message names the value and why."""
 
 
 class TokenStore(SqliteFile):
@@ -54,9 +62,25 @@ class TokenStore(SqliteFile):
         clearance: list[str] | None = None,
     ) -> str:
         """A new token for this identity; the only time its secret exists in clear. Ids
-        follow the events' rules (`Slug`), so a token can name only what an event can."""
-        for value in (tenant, agent_id, *(teams or [])):
-            _slug.validate_python(value)
+        follow the events' rules (`Slug`), so a token can name only what an event can;
+        clearances are KNOWN_CLEARANCES only (InvalidIdentity otherwise)."""
+        for what, value in (
+            ("tenant", tenant),
+            ("agent", agent_id),
+            *(("team", t) for t in teams or []),
+        ):
+            try:
+                _slug.validate_python(value)
+            except ValidationError:
+                raise InvalidIdentity(
+                    f"{what} {value!r} is not a valid id: 1-128 letters, digits or _.:@-, "
+                    "starting with a letter or digit"
+                ) from None
+        unknown = sorted(set(clearance or []) - set(KNOWN_CLEARANCES))
+        if unknown:
+            raise InvalidIdentity(
+                f"unknown clearance {', '.join(unknown)}: choose from {', '.join(KNOWN_CLEARANCES)}"
+            )
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         with self._write() as db:
             db.execute(

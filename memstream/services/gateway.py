@@ -6,8 +6,9 @@ tenants' agents that share an agent id never share a key. Each connection reads 
 partition with its own consumer (no group), from the cursor it resumes at (`Last-Event-ID`
 / `?cursor=`, `<partition>:<offset>`) or from the partition's end when it has none, and
 yields only records whose key is exactly the caller's and whose delivery the caller may
-still see (tenant, agent, scope of the memory against its teams, clearance for values shown
-in clear). So a cursor, even one made up, never reads another identity's deliveries. A slow
+still see (tenant, agent, scope of the memory against its teams). Personal values are
+sealed on the topic and revealed here only to a reader with the `pii` clearance, so
+erasing a subject shreds its deliveries as well. So a cursor, even one made up, never reads another identity's deliveries. A slow
 client only ever delays its own consumer, and a client that reconnects with its last cursor
 misses nothing (it may see a delivery twice).
 """
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
@@ -28,7 +30,6 @@ from memstream.store.base import Caller
 from memstream.streams.admin import partition_count
 
 HEARTBEAT_S = 15.0
-PII_CLEARANCE = "pii"
 MAX_OFFSET = 2**62
 """Largest resumable offset: far beyond any real log, far below Kafka's int64 limit."""
 
@@ -66,17 +67,30 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
     return partition, offset
 
 
+Reveal = Callable[[dict[str, Any], str, Caller], tuple[str, bool]]
+"""(sealed record, tenant, reader) -> (text the reader may see, whether values were withheld)."""
+
+
 def may_receive(caller: Caller, delivery: Delivery) -> bool:
     """Whether `caller` may read this delivery now: it is addressed to exactly this
-    identity, the memory's scope is visible to it, and values shown in clear need the
-    `pii` clearance (a subscription made with other rights than the reader's token has
-    must not widen what the reader sees)."""
+    identity and the memory's scope is visible to it (a subscription made with other
+    teams than the reader's token has must not widen what the reader sees)."""
     p = delivery.payload
     if delivery.tenant != caller.tenant or p.recipient != caller.agent_id:
         return False
-    if not caller.may_see(delivery.tenant, p.memory_scope, p.source_agent):
-        return False
-    return not (p.revealed and PII_CLEARANCE not in caller.clearance)
+    return caller.may_see(delivery.tenant, p.memory_scope, p.source_agent)
+
+
+def delivery_view(delivery: Delivery, caller: Caller, reveal: Reveal | None) -> dict[str, Any]:
+    """The delivery as the reader gets it: sealed values revealed when its token has the
+    `pii` clearance (`reveal` decides), placeholders otherwise; the ciphertexts stay in."""
+    data = delivery.model_dump(mode="json")
+    sealed = data["payload"].pop("sealed", None)
+    if sealed is not None and reveal is not None:
+        data["payload"]["text"], data["payload"]["redacted"] = reveal(
+            sealed, delivery.tenant, caller
+        )
+    return data
 
 
 async def check_cursor(bootstrap: str, caller: Caller, cursor: str | None) -> None:
@@ -91,10 +105,17 @@ async def check_cursor(bootstrap: str, caller: Caller, cursor: str | None) -> No
 
 
 async def deliveries_for(
-    bootstrap: str, caller: Caller, cursor: str | None = None, *, idle_s: float = HEARTBEAT_S
+    bootstrap: str,
+    caller: Caller,
+    cursor: str | None = None,
+    *,
+    idle_s: float = HEARTBEAT_S,
+    reveal: Reveal | None = None,
 ) -> AsyncIterator[tuple[str, dict] | None]:
-    """Yields (cursor, delivery JSON) for `caller` forever, and None every `idle_s`
-    without one (a chance to send a heartbeat and notice a closed connection)."""
+    """Yields (cursor, delivery JSON as `delivery_view` makes it) for `caller` forever, and
+    None every `idle_s` without one (a chance to send a heartbeat and notice a closed
+    connection). Without `reveal` (the SDK, outside the API), sealed values stay
+    placeholders and the ciphertexts are dropped."""
     resume = parse_cursor(cursor)
     key = delivery_key(caller.tenant, caller.agent_id)
     partitions = await partition_count(bootstrap, DELIVERIES.name)
@@ -124,15 +145,20 @@ async def deliveries_for(
                 except ValidationError:
                     continue
                 if may_receive(caller, delivery):
-                    yield f"{message.partition}:{message.offset}", json.loads(message.value)
+                    yield (
+                        f"{message.partition}:{message.offset}",
+                        delivery_view(delivery, caller, reveal),
+                    )
     finally:
         await consumer.stop()
 
 
-async def sse_stream(bootstrap: str, caller: Caller, cursor: str | None) -> AsyncIterator[bytes]:
+async def sse_stream(
+    bootstrap: str, caller: Caller, cursor: str | None, reveal: Reveal | None = None
+) -> AsyncIterator[bytes]:
     """Server-sent events: `id:` is the cursor to resume from."""
     yield b": connected\n\n"
-    async for item in deliveries_for(bootstrap, caller, cursor):
+    async for item in deliveries_for(bootstrap, caller, cursor, reveal=reveal):
         if item is None:
             yield b": heartbeat\n\n"
             continue

@@ -151,7 +151,7 @@ class SubscriptionIndex:
                         tags=list(payload.tags),
                         topic=payload.topic,
                         redacted=redacted,
-                        revealed=payload.sealed is not None and not redacted,
+                        sealed=payload.sealed,
                     ),
                 )
             )

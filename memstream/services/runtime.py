@@ -115,6 +115,27 @@ class WorkerServices:
             agent_id=caller.agent_id,
         )
 
+    async def erase(self, tenant: str, values: list[str]) -> list[dict[str, str]]:
+        """Publish an erasure per value (its subject id under this worker's master key);
+        LookupError where the worker keeps no key store (privacy stage off)."""
+        from memstream.privacy.keystore import subject_id
+        from memstream.schemas.events import Erasure, ErasurePayload
+        from memstream.schemas.topics import ERASURES
+
+        if self.privacy is None:
+            raise LookupError("this worker runs no privacy stage, so it keeps no key store")
+        out = []
+        for value in values:
+            subject = subject_id(tenant, value, self.privacy.master_key)
+            event = Erasure(
+                tenant=tenant,
+                agent_id="memstream-api",
+                payload=ErasurePayload(subject_id=subject),
+            )
+            await self.publish(ERASURES.name, event, subject)
+            out.append({"subject_id": subject, "event_id": str(event.event_id)})
+        return out
+
     async def visible(self, caller: Caller, memory_id: UUID) -> StoredMemory | None:
         """The memory if it is stored and the caller may see it, else None."""
         loop = asyncio.get_running_loop()
@@ -131,11 +152,21 @@ class WorkerServices:
         return self.privacy.visible_text(memory.text, memory.sealed, memory.tenant, caller)[0]
 
     def _delivery_text(self, record: Indexed, caller: Caller) -> tuple[str, bool]:
-        if self.privacy is None:
+        """The text a delivery carries on the topic: typed placeholders for sealed values
+        (the ciphertexts travel alongside, for the gateway to reveal to cleared readers)."""
+        if record.payload.sealed is None:
             return record.payload.text, False
-        return self.privacy.visible_text(
-            record.payload.text, record.payload.sealed, record.tenant, caller
-        )
+        from memstream.privacy.shred import Sealed, redacted
+
+        return redacted(Sealed.model_validate(record.payload.sealed)), True
+
+    def reveal(self, sealed: dict[str, Any], tenant: str, caller: Caller) -> tuple[str, bool]:
+        """(the text `caller` may read, whether values were withheld) of a sealed record."""
+        if self.privacy is None:
+            from memstream.privacy.shred import Sealed, redacted
+
+            return redacted(Sealed.model_validate(sealed)), True
+        return self.privacy.visible_text("", sealed, tenant, caller)
 
     # --- pipeline hooks -------------------------------------------------------------------
     def note_dead_letter(self, tenant: str) -> None:

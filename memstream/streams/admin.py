@@ -81,6 +81,16 @@ async def broker_is_tansu(bootstrap: str) -> bool:
         await admin.close()
 
 
+async def cluster_id(bootstrap: str) -> str:
+    """The cluster id the broker reports (`tansu_cluster` for every Tansu)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster()).get("cluster_id") or "unknown")
+    finally:
+        await admin.close()
+
+
 _partition_counts: dict[tuple[str, str], int] = {}
 
 

@@ -40,7 +40,12 @@ from memstream.settings import Settings
 from memstream.store.sink import write_isolated
 from memstream.streams.enrich import ModelStage
 from memstream.streams.plugins import attach_archive, attach_processors
-from memstream.streams.privacy_stage import PrivacyStage, load_master_key
+from memstream.streams.privacy_stage import (
+    ErasedSubject,
+    PrivacyStage,
+    Protected,
+    load_master_key,
+)
 from memstream.streams.validate import InvalidEvent, dead_letter, validate_event
 
 log = get_logger("memstream.worker")
@@ -56,16 +61,21 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
+Outcome = Indexed | InvalidEvent | ErasedSubject
+"""What the privacy and model stages make of one event: a record to store, a rejection to
+dead-letter, or an event of an erased subject, which is neither."""
+
+
 def enrich_or_reject(
     stage: ModelStage, events: list[Memory | Observation], privacy: PrivacyStage | None = None
-) -> list[Indexed | InvalidEvent]:
+) -> list[Outcome]:
     """The batch through the privacy and model stages; if that fails, event by event, so
     one bad event becomes one rejection instead of sinking the batch."""
     try:
         return _enrich(stage, events, privacy)
     except Exception:
         log.exception("model stage failed on a batch; retrying event by event", size=len(events))
-    results: list[Indexed | InvalidEvent] = []
+    results: list[Outcome] = []
     for event in events:
         try:
             results.extend(_enrich(stage, [event], privacy))
@@ -76,13 +86,13 @@ def enrich_or_reject(
 
 def _enrich(
     stage: ModelStage, events: list[Memory | Observation], privacy: PrivacyStage | None
-) -> list[Indexed | InvalidEvent]:
+) -> list[Outcome]:
     if privacy is None:
         return list(stage.process(events))
     protected = privacy.process(events)
-    kept = [i for i, p in enumerate(protected) if not isinstance(p, InvalidEvent)]
+    kept = [i for i, p in enumerate(protected) if isinstance(p, Protected)]
     records = stage.process([events[i] for i in kept], protected=[protected[i] for i in kept])  # type: ignore[misc]
-    results: list[Indexed | InvalidEvent] = list(protected)  # type: ignore[arg-type]
+    results: list[Outcome] = list(protected)  # type: ignore[arg-type]
     for i, record in zip(kept, records, strict=True):
         results[i] = record
     return results
@@ -287,6 +297,14 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         for (msg, parsed), result in zip(valid, results, strict=True):
             if isinstance(result, InvalidEvent):
                 await reject(result, result.stage or MODEL_STAGE, msg)
+                continue
+            if isinstance(result, ErasedSubject):
+                log.info(
+                    "memory of an erased subject not kept",
+                    event_id=str(parsed.event_id),
+                    tenant=parsed.tenant,
+                )
+                services.counts["erased"] = services.counts.get("erased", 0) + 1
                 continue
             # The producer directly, not Topic.send: Faust's per-message bookkeeping
             # (FutureMessage, attachments, sensors) cost more than validating. Faust

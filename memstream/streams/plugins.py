@@ -39,6 +39,20 @@ from memstream.streams.validate import dead_letter
 log = get_logger("memstream.plugins")
 
 ARCHIVE_GROUP = "memstream-archive"
+
+
+def archive_group(settings: Settings) -> str:
+    """The archive's consumer group: `memstream-archive` for the default worker group, else
+    `<group>-archive`, so a worker with a data dir of its own archives every partition
+    instead of splitting them with another's archive."""
+    default = Settings.model_fields["consumer_group"].default
+    return (
+        ARCHIVE_GROUP
+        if settings.consumer_group == default
+        else f"{settings.consumer_group}-archive"
+    )
+
+
 RETRY_AFTER_S = 5.0
 """Pause before a failed processor or archive loop reconnects and re-reads from its
 committed offsets."""
@@ -294,10 +308,16 @@ def attach_archive(
                 writer.append(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)
 
     async def consume() -> None:
+        import re
+
+        from memstream.streams.admin import cluster_id
+
         bootstrap = bootstrap_of(app)
-        writer = ArchiveWriter(root, **writer_options)
+        epoch = settings.broker_epoch or await cluster_id(bootstrap)
+        epoch = re.sub(r"[^A-Za-z0-9_-]", "_", epoch)[:64]
+        writer = ArchiveWriter(root, epoch=epoch, **writer_options)
         consumer = _consumer(
-            bootstrap, names, ARCHIVE_GROUP, await _group_timeouts(bootstrap, settings)
+            bootstrap, names, archive_group(settings), await _group_timeouts(bootstrap, settings)
         )
         await consumer.start()
         log.info("archive consuming", root=str(root), topics=names)
@@ -349,6 +369,7 @@ def attach_archive(
 
 __all__ = [
     "ARCHIVE_GROUP",
+    "archive_group",
     "attach_archive",
     "attach_processors",
     "bootstrap_of",

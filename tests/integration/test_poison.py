@@ -17,26 +17,21 @@ import uuid
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from memstream.broker import BrokerHandle
 from memstream.broker.base import free_port
 from memstream.schemas.events import Memory, Subscription
 from memstream.schemas.topics import (
     DEAD_LETTER,
-    ERASURES,
-    FEEDBACK,
-    INDEXED,
     MEMORIES,
-    OBSERVATIONS,
     SUBSCRIPTIONS,
 )
 from memstream.services.auth import TokenStore
 from memstream.stack import spawn_worker, stop_process, wait_for_http
 from memstream.store import open_store
 from memstream.store.base import Caller
-from memstream.streams.admin import partition_count
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import read_topic, start_group_at_end
 from tests.integration.test_api import _auth, _collect, _until, _wait_subscriptions
 
 BURSTS = 2
@@ -89,22 +84,6 @@ def _bad_kinds(tenant: str) -> dict[str, tuple[bytes | None, set[str]]]:
     }
 
 
-async def _start_group_at_end(bootstrap: str, group: str) -> None:
-    """Commit the end of every topic the worker's group reads, so a new worker starts with
-    this test's events instead of the whole session's history."""
-    parts = []
-    for topic in (MEMORIES.name, OBSERVATIONS.name, ERASURES.name, INDEXED.name, FEEDBACK.name):
-        parts += [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(parts)
-        consumer.assign(parts)
-        await consumer.commit(ends)
-    finally:
-        await consumer.stop()
-
-
 def _spawn(broker: BrokerHandle, data_dir: Path, port: int, group: str):  # type: ignore[no-untyped-def]
     proc = spawn_worker(
         broker.bootstrap,
@@ -128,7 +107,7 @@ async def test_poison_in_every_burst_loses_no_valid_event_and_the_store_survives
     group = f"poison-{tenant}"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    await _start_group_at_end(topics.bootstrap, group)
+    await start_group_at_end(topics.bootstrap, group)
     proc = _spawn(topics, tmp_path, port, group)
     tokens = TokenStore(tmp_path / "tokens.db")
     reader = tokens.create(tenant, "reader")

@@ -72,7 +72,8 @@ def _worker(bootstrap: str, data_dir: Path, log: str, *site: Path):
     env = {
         "MEMSTREAM_DATA_DIR": str(data_dir),
         "MEMSTREAM_ARCHIVE_ENABLED": "true",
-        "MEMSTREAM_PROCESSORS_ENABLED": "true",
+        # plug-ins only where the test installs its own: never what the venv happens to hold
+        "MEMSTREAM_PROCESSORS_ENABLED": "true" if site else "false",
         "MEMSTREAM_LEARNER_ENABLED": "false",
         "MEMSTREAM_LOG_LEVEL": "WARNING",
     }

