@@ -19,13 +19,21 @@ BUSY_TIMEOUT_MS = 10_000
 
 def _private_file(path: Path) -> None:
     """Create `path` readable by its owner only, or take such rights from an older one;
-    SQLite gives its -wal and -shm files the database file's mode."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    SQLite gives its -wal and -shm files the database file's mode.
+
+    An existing file is never opened here: POSIX drops all of a process's locks on a file
+    when any of its descriptors for that file closes, so opening and closing the database
+    while this process holds a connection to it would drop that connection's locks. Another
+    process's last connection would then think itself the last one and delete the WAL,
+    and every later commit of ours would go to a deleted file (seen as keys written by the
+    worker that no other process could read)."""
     try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return
+    os.close(fd)  # a new, empty file: no connection of ours can have it open yet
 
 
 class SqliteFile:
