@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     pii_topic_actions: dict[str, Literal["seal", "redact", "pseudonymize", "drop", "allow"]] = (
         Field(default_factory=dict, description='per memory topic, e.g. {"health": "drop"}')
     )
+    pii_sealed: list[str] = Field(
+        default_factory=lambda: ["direct"],
+        description="what the PII action applies to: categories (direct, quasi) and/or entity "
+        'types, e.g. ["direct", "LOCATION"]; the rest is kept as ordinary content',
+    )
+    pii_tenant_sealed: dict[str, list[str]] = Field(
+        default_factory=dict, description='more to seal for a tenant, e.g. {"acme": ["quasi"]}'
+    )
+    pii_topic_sealed: dict[str, list[str]] = Field(
+        default_factory=dict, description='more to seal on a topic, e.g. {"hr": ["quasi"]}'
+    )
     master_key: str | None = Field(
         default=None,
         description="hex secret for pseudonyms and subject ids; else <data_dir>/master.key",

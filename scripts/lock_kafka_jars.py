@@ -31,8 +31,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [
-                "mvn", "-q", "-B", "-f", str(KAFKA / "pom.xml"),
-                "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA / "pom.xml"),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={tmp}",
                 "-DincludeScope=runtime",
             ],
             check=True,

@@ -37,12 +37,19 @@ MODES = ("hybrid", "hybrid_first_stage", "lexical", "dense", "bm25_turn_only")
 
 
 def _privacy_stage(data_dir: Path, policy: str) -> PrivacyStage | None:
+    """`worker`: the privacy stage exactly as the worker's settings build it; `seal`,
+    `redact`, ...: those settings with that action; `allow`: none at all."""
     if policy == "allow":
         return None  # nothing would change: skip the scan
     from memstream.settings import Settings
     from memstream.streams.app import build_privacy_stage
 
-    return build_privacy_stage(Settings(data_dir=data_dir, pii_default_action=policy))  # type: ignore[arg-type]
+    settings = Settings().model_copy(update={"data_dir": data_dir, "master_key": None})
+    if policy != "worker":
+        settings = settings.model_copy(update={"pii_default_action": policy})
+    if not settings.pii_enabled:
+        return None
+    return build_privacy_stage(settings)
 
 
 def session_time(text: str, fallback: datetime) -> datetime:
@@ -114,7 +121,7 @@ def run_retrieval_eval(
     ks: tuple[int, ...] = (1, 5, 10),
     embedder: Embedder | None = None,
     weights: RankingWeights | None = None,
-    pii_policy: str = "allow",
+    pii_policy: str = "worker",
 ) -> dict[str, Any]:
     """`pii_policy`: what the privacy stage does with personal data in the turns; `allow`
     (the default here) indexes them as spoken, `seal` as the worker does by default, which

@@ -28,12 +28,28 @@ PSEUDONYM_HEX = 6  # hex digits shown in a pseudonym placeholder (24 bits)
 
 
 class PrivacyPolicy(BaseModel):
-    """Per-topic and per-scope PII handling. Scope overrides beat topic overrides beat default."""
+    """Per-topic and per-scope PII handling. Scope overrides beat topic overrides beat default.
+
+    `sealed` names what the action applies to, as categories and/or entity types
+    (`memstream.privacy.categories`): by default the direct identifiers; a tenant or a topic
+    may add more (`tenant_sealed`, `topic_sealed`: `{"acme": ["quasi"]}`). Everything else
+    found is kept as ordinary content."""
 
     default_action: Action = "redact"
     topics: dict[str, Action] = Field(default_factory=dict)
     scopes: dict[str, Action] = Field(default_factory=dict)
     ignore_entity_types: set[str] = Field(default_factory=set)
+    sealed: list[str] = Field(default_factory=lambda: ["direct"])
+    tenant_sealed: dict[str, list[str]] = Field(default_factory=dict)
+    topic_sealed: dict[str, list[str]] = Field(default_factory=dict)
+
+    def sealed_types(self, tenant: str | None = None, topic: str | None = None) -> frozenset[str]:
+        """The entity types the action applies to for an event of `tenant` on `topic`."""
+        from memstream.privacy.categories import sealed_types
+
+        names = [*self.sealed, *self.tenant_sealed.get(tenant or "", [])]
+        names += self.topic_sealed.get(topic or "", [])
+        return sealed_types(names) - frozenset(self.ignore_entity_types)
 
     def action_for(self, topic: str | None = None, scope: str | None = None) -> Action:
         """The action for an event on ``topic`` with ``scope`` (most specific wins)."""

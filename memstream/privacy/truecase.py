@@ -50,6 +50,11 @@ _LOCK = threading.Lock()
 _VOCAB: frozenset[str] | None = None
 
 
+def vocabulary() -> frozenset[str]:
+    """Lower-case words of web2 (loaded once, about 50 ms)."""
+    return _vocabulary()
+
+
 def _vocabulary() -> frozenset[str]:
     """Lower-case words of web2 (loaded once, about 50 ms)."""
     global _VOCAB

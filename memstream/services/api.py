@@ -51,6 +51,7 @@ from memstream.services.gateway import InvalidCursor, check_cursor, deliveries_f
 from memstream.services.http_guard import BodyGuard, CatchAll
 from memstream.services.ratelimit import RateLimiter
 from memstream.store.base import Caller
+from memstream.streams.privacy_stage import without_secrets
 
 log = get_logger("memstream.api")
 
@@ -267,6 +268,7 @@ def create_api(
             scope=body.scope,
             payload=MemoryPayload(**body.model_dump(exclude={"scope"})),
         )
+        event = without_secrets(event)  # a pasted key never reaches the log
         await publish(MEMORIES.name, event, who.agent_id)
         return Accepted(event_id=event.event_id)
 
@@ -274,8 +276,8 @@ def create_api(
     async def post_observation(body: ObservationIn, who: Identity) -> Accepted:
         require_member(who, body.scope)
         payload = ObservationPayload(**body.model_dump(exclude={"scope"}))
-        event = Observation(
-            tenant=who.tenant, agent_id=who.agent_id, scope=body.scope, payload=payload
+        event = without_secrets(
+            Observation(tenant=who.tenant, agent_id=who.agent_id, scope=body.scope, payload=payload)
         )
         await publish(OBSERVATIONS.name, event, who.agent_id)
         return Accepted(event_id=event.event_id)

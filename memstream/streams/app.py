@@ -45,6 +45,7 @@ from memstream.streams.privacy_stage import (
     PrivacyStage,
     Protected,
     load_master_key,
+    without_secrets,
 )
 from memstream.streams.validate import InvalidEvent, dead_letter, validate_event
 
@@ -87,6 +88,7 @@ def enrich_or_reject(
 def _enrich(
     stage: ModelStage, events: list[Memory | Observation], privacy: PrivacyStage | None
 ) -> list[Outcome]:
+    events = [without_secrets(e) for e in events]  # for every reader, whatever the policy
     if privacy is None:
         return list(stage.process(events))
     protected = privacy.process(events)

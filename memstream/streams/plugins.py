@@ -289,14 +289,16 @@ def attach_archive(
     from memstream.archive import ArchiveWriter
     from memstream.privacy.keystore import KeyStore
     from memstream.privacy.record_seal import SEALED_TOPICS, RecordSealer
+    from memstream.privacy.secrets import scrub_bytes
 
     names = list(topics) if topics is not None else list(TOPICS)
     sealer = RecordSealer(KeyStore(settings.data_dir / "keys.db"))
 
     def append(writer: ArchiveWriter, records: list[Any]) -> None:
         sealed = [r for r in records if r.topic in SEALED_TOPICS]
+        # raw input never keeps a secret in the archive either (the pipeline drops them)
         copies = iter(
-            sealer.seal([(r.topic, r.partition, r.offset, r.value) for r in sealed])
+            sealer.seal([(r.topic, r.partition, r.offset, scrub_bytes(r.value)) for r in sealed])
             if sealed
             else []
         )

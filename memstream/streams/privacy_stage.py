@@ -18,17 +18,19 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from memstream.privacy.detect import PiiDetector, PiiSpan
 from memstream.privacy.keystore import KeyStore
 from memstream.privacy.policy import DROP_REASON, PrivacyPolicy, apply_policy
+from memstream.privacy.secrets import scrub_secrets, scrub_value
 from memstream.privacy.shred import Sealed, redacted, reveal, seal, subjects
 from memstream.schemas.events import Memory, Observation
 from memstream.store.base import Caller
 from memstream.streams.validate import InvalidEvent
 
 PII_CLEARANCE = "pii"
+E = TypeVar("E", Memory, Observation)
 
 
 @dataclass
@@ -112,6 +114,24 @@ def load_master_key(data_dir: Path, configured: str | None = None, *, create: bo
     return bytes.fromhex(path.read_text().strip())
 
 
+def without_secrets(event: E) -> E:
+    """The event with every secret (keys, tokens, passwords) in its free text replaced by
+    a typed placeholder, irreversibly: `memstream.privacy.secrets`."""
+    p = event.payload
+    fields: dict[str, Any] = {
+        "text": scrub_secrets(p.text),
+        "topic": scrub_secrets(p.topic) if p.topic else p.topic,
+        "tags": [scrub_secrets(t) for t in p.tags],
+        "metadata": scrub_value(p.metadata),
+    }
+    if getattr(p, "context", None):
+        fields["context"] = scrub_secrets(p.context)  # type: ignore[attr-defined]
+    changed = {k: v for k, v in fields.items() if v != getattr(p, k)}
+    if not changed:
+        return event
+    return event.model_copy(update={"payload": p.model_copy(update=changed)})
+
+
 class PrivacyStage:
     def __init__(
         self, detector: PiiDetector, policy: PrivacyPolicy, master_key: bytes, keystore: KeyStore
@@ -138,9 +158,12 @@ class PrivacyStage:
         out: list[Protected | InvalidEvent] = []
         for i, event in enumerate(events):
             action = self.policy.action_for(event.payload.topic, event.scope)
-            found = self._kept(spans[i])
-            context = self._context(contexts[i], spans[len(events) + i], action, event.tenant)
-            in_fields = {v: self._kept(field_spans[v]) for v in field_strings(event)}
+            kinds = self.policy.sealed_types(event.tenant, event.payload.topic)
+            found = self._kept(spans[i], kinds)
+            context = self._context(
+                contexts[i], self._kept(spans[len(events) + i], kinds), action, event.tenant
+            )
+            in_fields = {v: self._kept(field_spans[v], kinds) for v in field_strings(event)}
             in_fields = {v: f for v, f in in_fields.items() if f}
             types = sorted(
                 {s.entity_type for s in found}
@@ -187,8 +210,9 @@ class PrivacyStage:
                 out.append(Protected(text, text, context, None, [], types, action, **fields))
         return out
 
-    def _kept(self, spans: list[PiiSpan]) -> list[PiiSpan]:
-        return [s for s in spans if s.entity_type not in self.policy.ignore_entity_types]
+    def _kept(self, spans: list[PiiSpan], sealed: frozenset[str]) -> list[PiiSpan]:
+        """The spans the action applies to: of the types sealed for this event."""
+        return [s for s in spans if s.entity_type in sealed]
 
     def _fields(
         self, event: Memory | Observation, in_fields: dict[str, list[PiiSpan]], action: str

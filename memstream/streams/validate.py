@@ -136,8 +136,11 @@ def dead_letter(
     Its `tenant` and `parent_ids` are the original's where they can be read, so a tenant
     can find its own rejects and trace them to the event id it published.
     """
+    from memstream.privacy.secrets import scrub_bytes
+
     raw = value or b""
-    kept = raw[:DEAD_LETTER_KEEP_BYTES]
+    # the original is kept for re-drive, but never a secret in it (keys, tokens, passwords)
+    kept = scrub_bytes(raw[:DEAD_LETTER_KEEP_BYTES]) or b""
     readable = len(raw) <= DEAD_LETTER_KEEP_BYTES
     try:
         tenant, parents = _readable_fields(value) if readable else (SYSTEM_TENANT, [])
@@ -159,6 +162,6 @@ def dead_letter(
             original_value_b64=base64.b64encode(kept).decode() if value is not None else None,
             original_size=len(raw),
             original_sha256=hashlib.sha256(raw).hexdigest(),
-            truncated=len(kept) < len(raw),
+            truncated=len(raw) > DEAD_LETTER_KEEP_BYTES,
         ),
     )

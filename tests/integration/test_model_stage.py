@@ -35,8 +35,8 @@ async def test_memories_are_embedded_valued_and_compressed(
 ) -> None:
     tenant = f"models-{uuid.uuid4().hex[:6]}"
     texts = [
-        "The staging database moved to eu-west-2 on Monday.",
-        "The staging database moved to eu-west-2 on Monday.",  # re-shared, same scope
+        "The staging database moved to eu-west-2 on Monday; ask jane.roe@example.org.",
+        "The staging database moved to eu-west-2 on Monday; ask jane.roe@example.org.",
         "Invoice exports fail when the CSV has more than 65k rows.",
     ]
     async with Client(broker.bootstrap, tenant=tenant, agent_id="writer") as client:
@@ -49,8 +49,11 @@ async def test_memories_are_embedded_valued_and_compressed(
         record = records[memory_id]
         payload = record["payload"]
         assert record["event_id"] == memory_id and record["tenant"] == tenant
-        # personal data is sealed: placeholders in the text, values only as ciphertext
-        assert "Monday" not in payload["text"] and "Monday" not in json.dumps(payload)
+        # personal data is sealed: placeholders in the text, values only as ciphertext;
+        # ordinary content (a weekday, a region) is kept as written
+        assert "jane.roe" not in json.dumps(payload)
+        if "staging" in payload["text"]:
+            assert "eu-west-2 on Monday" in payload["text"]
         assert payload["pii_action"] == "seal"
         embedded = re.sub(r"#\d+>", ">", payload["text"])  # what the model saw
         code = base64.b64decode(payload["vector_b64"])

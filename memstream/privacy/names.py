@@ -1,0 +1,548 @@
+"""Person names on evidence: which capitalised words in a text are a person's name.
+
+A small NER model tags most capitalised words it does not know as PERSON or ORG ("Kafka",
+"Redis", "GraphQL"), and sealing every proper noun rewrites a third of ordinary technical
+text. Here a run of name-like tokens becomes a PERSON only with evidence:
+
+- **gazetteer**: first and last names of the 100+ locales of the `faker` package (real
+  given names and surnames, as national statistics list them; MIT licence);
+- **the model**: spaCy's PERSON entity, for names the gazetteer lacks;
+- **context**: a title before it ("Dr.", "Mrs."), "my name is", "call me", a verb of speech
+  or a kinship word around it ("said", "asked", "her son"), a list whose other members are
+  names;
+
+and never when the token is a technology, product, library or command (a glossary built from
+`pygments`' lexer names, PyPI's trove classifiers and a short list of infrastructure
+software below), looks like code (`json.dumps`, `CamelCase`, `HTTP`, digits), or is an
+ordinary dictionary word with no other evidence. Each rule is a small function below, so a
+reader can follow why a span was or was not taken for a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+_LOCK = threading.Lock()
+_GAZETTEER: tuple[frozenset[str], frozenset[str]] | None = None
+_TECH: frozenset[str] | None = None
+
+# Infrastructure software and formats that spaCy takes for people or places, which neither
+# pygments nor the trove classifiers list (those cover languages and frameworks).
+_INFRASTRUCTURE = """
+kafka redis postgres postgresql mysql mariadb mongodb mongo sqlite cassandra couchdb dynamodb
+elasticsearch opensearch kibana logstash grafana prometheus loki tempo jaeger zipkin datadog
+sentry splunk newrelic pagerduty opsgenie docker podman kubernetes k8s helm kustomize istio
+envoy linkerd consul vault nomad terraform pulumi ansible chef puppet jenkins circleci travis
+github gitlab bitbucket gitea jira confluence trello asana notion slack discord zoom webex
+aws azure gcp lambda s3 ec2 ecs eks gke aks cloudfront cloudflare heroku vercel netlify
+fly render nginx apache httpd tomcat jetty caddy traefik haproxy varnish memcached rabbitmq
+activemq pulsar nats zookeeper etcd celery airflow dagster prefect luigi spark hadoop hdfs
+hive presto trino flink storm beam snowflake databricks bigquery redshift athena dbt looker
+tableau metabase superset pandas numpy scipy sklearn scikit pytorch torch tensorflow keras
+jax onnx onnxruntime cuda triton qdrant pinecone weaviate milvus faiss chroma pgvector
+openai anthropic claude chatgpt gpt llama mistral gemini huggingface langchain langgraph
+langsmith llamaindex mcp jupyter colab vscode vim neovim emacs git svn mercurial werkzeug
+jinja jinja2 sphinx pytest mypy ruff flake8 pylint tox nox pip pipx poetry conda mamba uv
+setuptools pypi gunicorn uvicorn starlette fastapi pydantic sqlalchemy alembic typer httpx
+aiohttp asyncio tornado twisted gevent eventlet blinker markupsafe itsdangerous okta auth0
+oauth oauth2 saml ldap kerberos openid jwt grpc graphql protobuf avro parquet arrow json
+yaml toml xml csv html css sass scss less webpack vite rollup esbuild babel eslint prettier
+npm yarn pnpm deno bun node nodejs react vue angular svelte nextjs nuxt remix ember jquery
+bootstrap tailwind django flask rails laravel symfony express spring quarkus micronaut
+dotnet linux ubuntu debian fedora centos rhel alpine arch windows macos ios android chrome
+chromium firefox safari webkit gecko electron tauri qt gtk wasm webassembly http https tcp
+udp dns cdn api sdk cli gui ssh tls ssl ftp smtp imap ldap vpn wifi bluetooth usb pdf svg
+png jpeg gif mp4 utf utf8 ascii unicode regex cron systemd bash zsh fish powershell
+stripe twilio sendgrid mailgun shopify salesforce hubspot zendesk intercom segment
+mixpanel amplitude supabase firebase firestore appwrite hasura prisma drizzle sequelize
+faust aiokafka tansu kraft raft paxos
+"""
+
+_TITLES = r"(?:mr|mrs|ms|miss|mx|dr|prof|professor|sir|dame|lady|lord|rev|fr|hon|capt|col|gen|sgt|lt|herr|frau|mme|mlle|sr|sra|srta|don|dona)"
+_BEFORE = re.compile(
+    rf"(?:\b{_TITLES}\.?|\bmy name is|\bname is|\bname\?|\bnamed|\bcalled|\bcall me|\bi am|\bi'm|\bdear"
+    r"|\bhi|\bhello|\bthanks,?|\bregards,?|\bsigned|\bcontact|\bask|\bmet|\bmeet|\bwith"
+    r"|\bby|\bsaid|\bsays|\basked|\basks|\btold|\bstarring|\btribute to|\bname:|\bname\?"
+    r"|\bmy (?:kid|son|daughter|wife|husband|partner|friend|boss|mother|"
+    r"father|brother|sister|colleague|manager|neighbou?r|child|uncle|aunt|cousin))[ \t]+$",
+    re.I,
+)
+_AFTER = re.compile(
+    r"^(?:(?:'s|\u2019s)[ \t]+(?:kid|son|daughter|wife|husband|mother|father|brother|sister|"
+    r"friend|boss|family|parents|address|phone|number|email)\b|[ \t]*(?:said|says|asked|asks|"
+    r"told|tells|wrote|writes|replied|shouted|explained|lives|lived|works|worked|spent|"
+    r"called|emailed|texted|had given|gave|is from|was born|will be|has been|began|started|"
+    r"joined|married|(?:his|her|their) (?:address|phone|number|email|name)|"
+    r"and (?:his|her|their)|\(he|\(she)\b|[ \t]*:[ \t]*[\"\u201c]|,[ \t]*(?:can|could|would|"
+    r"will|please|do|are|have|did) (?:i|you|we)\b)",
+    re.I,
+)
+_ORG_WORDS = frozenset(
+    """inc ltd llc gmbh ag sa plc corp corporation company co group holdings bank insurance
+    university college school institute foundation agency orchestra band club association
+    society council ministry department hospital clinic partners studio studios labs
+    laboratories systems solutions services technologies consulting records investments
+    capital markets software media airlines motors industries enterprises ventures trust
+    fund partnership firm""".split()
+)
+_PLACE_BEFORE = re.compile(r"\b(?:in|at|from|to|near|into|via|across|around)[ \t]+$", re.I)
+_PLACE_LABELS = frozenset({"GPE", "LOC", "FAC", "NORP", "LANGUAGE"})
+_FUNCTION_POS = frozenset(
+    {"PRON", "DET", "ADP", "CCONJ", "SCONJ", "AUX", "PART", "PUNCT", "SYM", "NUM", "SPACE"}
+)
+_OPENERS = frozenset('.!?:;>"\u201c([')
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    """Whether position `at` begins a sentence, a line or a quotation."""
+    j = at - 1
+    while j >= 0 and text[j].isspace():
+        if text[j] == "\n":
+            return True
+        j -= 1
+    return j < 0 or text[j] in _OPENERS
+
+
+_ROLES = frozenset(
+    """producer director president ceo cto cfo founder chairman chairwoman manager professor
+    doctor officer captain king queen prince princess saint judge senator mayor minister
+    chancellor governor general colonel sergeant lieutenant agent detective inspector coach
+    author editor actor actress singer drummer guitarist pianist composer artist""".split()
+)
+_STREET_WORDS = frozenset(
+    """street st str road rd avenue ave av drive dr lane ln boulevard blvd way court ct
+    place pl square sq terrace parkway highway circle crescent close grove gardens park row
+    walk hill heights mews alley path trail plaza point port fort ridge view bridge
+    crossing estates meadows junction centre center quay wharf route strasse straße gasse
+    weg platz straat laan vej gade gata gatan katu tie utca ulica ulice rua rue calle via
+    avenida piazza""".split()
+)
+_CALENDAR = frozenset(
+    """monday tuesday wednesday thursday friday saturday sunday january february march april
+    may june july august september october november december""".split()
+)
+_PARTICLES = frozenset(
+    "van von de da del della der den ten ter la le di du dos das bin ibn al el y e st".split()
+)
+_NAME_TOKEN = re.compile(r"^[^\W\d_](?:[^\W\d_]|['\u2019-](?=[^\W\d_]))*$")
+_INITIAL = re.compile(r"^[^\W\d_]\.?$")
+_INNER_CAPS = re.compile(r"[a-z][A-Z]")
+
+
+def gazetteer() -> tuple[frozenset[str], frozenset[str]]:
+    """(first names, last names), case-folded, from every locale of `faker` (about 30k
+    each); built once per process (~0.2 s)."""
+    global _GAZETTEER
+    with _LOCK:
+        if _GAZETTEER is None:
+            from faker.config import AVAILABLE_LOCALES
+
+            first: set[str] = set()
+            last: set[str] = set()
+            for locale in AVAILABLE_LOCALES:
+                try:
+                    provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+                except ImportError:
+                    continue
+                for attr in dir(provider):
+                    if attr.startswith("first_name") and not attr.endswith("formats"):
+                        _add_names(first, getattr(provider, attr))
+                    elif attr.startswith("last_name") and not attr.endswith("formats"):
+                        _add_names(last, getattr(provider, attr))
+            _GAZETTEER = (frozenset(first), frozenset(last))
+        return _GAZETTEER
+
+
+def _add_names(into: set[str], names: object) -> None:
+    if isinstance(names, dict):
+        names = list(names)
+    if not isinstance(names, list | tuple):
+        return  # a method or property, not a list of names
+    for name in names:
+        for part in str(name).replace("-", " ").split():
+            if len(part) > 1 and part.isalpha():
+                into.add(part.casefold())
+
+
+def technology_terms() -> frozenset[str]:
+    """Names of languages, formats, frameworks, platforms and infrastructure software."""
+    global _TECH
+    with _LOCK:
+        if _TECH is None:
+            terms = set(_INFRASTRUCTURE.split())
+            from pygments.lexers import get_all_lexers
+
+            for name, aliases, _files, _mimes in get_all_lexers():
+                terms.update(w.casefold() for w in (name, *aliases) if " " not in w)
+            try:
+                from trove_classifiers import classifiers
+
+                for classifier in classifiers:
+                    parts = [p.strip() for p in classifier.split("::")]
+                    if parts[0] in ("Framework", "Programming Language", "Operating System"):
+                        terms.update(
+                            w.casefold() for p in parts[1:2] for w in p.split() if len(w) > 2
+                        )
+            except ImportError:  # pragma: no cover - a dependency; the glossary shrinks
+                pass
+            _TECH = frozenset(terms)
+        return _TECH
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """What the rules need of one token: where it is, its text, and what the model thinks
+    (part of speech, entity label; None in the fast tier, which has no model)."""
+
+    start: int
+    end: int
+    text: str
+    pos: str | None = None
+    ent: str | None = None
+
+
+@lru_cache(maxsize=65_536)
+def looks_like_code(text: str) -> bool:
+    """`json.dumps`, `as_view`, `GraphQL`, `HTTP`, `v2`: not how people write names."""
+    if any(ch in text for ch in "._/\\@#:=()[]{}<>") or any(ch.isdigit() for ch in text):
+        return True
+    if len(text) > 1 and text.isupper():
+        return True
+    return bool(_INNER_CAPS.search(text)) and not re.match(r"^(?:Mc|Mac|O'|D')", text)
+
+
+@dataclass
+class _Run:
+    tokens: list[Token]
+    list_member: bool = False
+    group: int = -1  # runs of one list ("A, B and C") share a group
+
+
+class PersonResolver:
+    """Decides which runs of name-like tokens are person names (see the module doc)."""
+
+    def __init__(self) -> None:
+        from memstream.privacy.truecase import vocabulary
+
+        self.first, self.last = gazetteer()
+        self.tech = technology_terms()
+        self._vocab = vocabulary()
+        self._evidence: dict[str, str] = {}  # a word's evidence depends on its text only
+
+    # --- token rules ------------------------------------------------------------------------
+
+    def known_name(self, token: Token) -> bool:
+        word = token.text.casefold().rstrip(".")
+        return word in self.first or word in self.last or _double_surname(word, self.last)
+
+    def given_name(self, token: Token) -> bool:
+        return token.text.casefold() in self.first
+
+    def technical(self, token: Token) -> bool:
+        return token.text.casefold() in self.tech or looks_like_code(token.text)
+
+    def ordinary_word(self, token: Token) -> bool:
+        """A lower-case English word of web2, or its plural: "Producer", "Will", "Bowers".
+        No other inflection rules: they make too many surnames look like words ("Mauer")."""
+        word = token.text.casefold().strip("'\u2019")
+        if word in self._vocab:
+            return True
+        for suffix in ("es", "s"):
+            if len(word) > len(suffix) + 3 and word.endswith(suffix):
+                if word[: -len(suffix)] in self._vocab:
+                    return True
+        return False
+
+    def name_like(self, token: Token, sentence_start: bool = False) -> bool:
+        """Could be part of a name: a capitalised word (or an initial), not code, and not a
+        function word; at the start of a sentence, where every word is capitalised, only
+        what the model tags as a noun ("Fix the build" is a verb)."""
+        text = token.text
+        if token.pos in _FUNCTION_POS:
+            return False
+        if sentence_start and token.pos not in (None, "PROPN", "NOUN", "ADJ", "X"):
+            return False
+        if _INITIAL.match(text):
+            return text[0].isupper()
+        return bool(_NAME_TOKEN.match(text)) and text[0].isupper() and not looks_like_code(text)
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def runs(self, tokens: Sequence[Token], text: str) -> list[_Run]:
+        """Maximal runs of name-like tokens (particles allowed inside), not crossing
+        punctuation other than an initial's dot; runs joined by `,` / `and` are a list."""
+        out: list[_Run] = []
+        current: list[Token] = []
+        for i, tok in enumerate(tokens):
+            gap = text[current[-1].end : tok.start] if current else ""
+            joins = not current or (gap in (" ", "") or (gap.strip() == "" and "\n" not in gap))
+            initial = _starts_sentence(text, tok.start)
+            if self.name_like(tok, initial and not current) and joins:
+                current.append(tok)
+                continue
+            between = i + 1 < len(tokens) and self.name_like(tokens[i + 1])
+            middle_initial = _INITIAL.match(tok.text) is not None and tok.text[0].isupper()
+            if current and joins and between and (tok.text.lower() in _PARTICLES or middle_initial):
+                current.append(tok)
+                continue
+            if current:
+                out.append(_Run(current))
+            current = [tok] if self.name_like(tok, initial) else []
+        if current:
+            out.append(_Run(current))
+        for i, run in enumerate(out):
+            run.group = i
+        for a, b in itertools.pairwise(out):
+            between = text[a.tokens[-1].end : b.tokens[0].start]
+            if re.fullmatch(r"[ \t]*(?:,|,?[ \t]*and|&)[ \t]*", between):
+                a.list_member = b.list_member = True
+                b.group = a.group
+        return out
+
+    def evidence(self, token: Token) -> str:
+        """What one word says about being part of a name:
+
+        - `name`: in the gazetteer and neither a dictionary word nor a technology;
+        - `ambiguous`: in the gazetteer but also an ordinary or technical word ("Will",
+          "Rose", "Ruby", "Janet");
+        - `unknown`: in no list at all ("Rubija", "Warrane"): a name the gazetteer lacks,
+          or a product, place or brand;
+        - `word`: an ordinary or technical word, a weekday or month, or code.
+        """
+        text = token.text
+        kind = self._evidence.get(text)
+        if kind is None:
+            if looks_like_code(text) or text.casefold() in _CALENDAR:
+                kind = "word"
+            else:
+                known = self.known_name(token)
+                ordinary = self.ordinary_word(token) or text.casefold() in self.tech
+                kind = (
+                    ("ambiguous" if ordinary else "name")
+                    if known
+                    else ("word" if ordinary else "unknown")
+                )
+            if len(self._evidence) < 200_000:
+                self._evidence[text] = kind
+        return kind
+
+    def _trim(self, run: list[Token]) -> list[Token]:
+        """Drop leading and trailing tokens that are no evidence of a name: ordinary or
+        technical words ("Producer", "Orchestra"), particles at the edges."""
+
+        named = any(self.evidence(t) in ("name", "ambiguous") for t in run)
+
+        def weak(t: Token, last: bool) -> bool:
+            if t.text.lower() in _PARTICLES or t.text.casefold() in _ROLES:
+                return True
+            if _INITIAL.match(t.text) or self.evidence(t) != "word":
+                return False
+            # a dictionary word the model calls a proper noun, next to a known name, is part
+            # of it ("Tosh Olsen", "Willemine ten Pas", "Lara Pottinger"); otherwise it
+            # describes what follows ("ex-Zombie Kleist") or is no name at all
+            return not (t.pos == "PROPN" and len(run) > 1 and (named or last))
+
+        while run and weak(run[0], last=False):
+            run = run[1:]
+        while run and weak(run[-1], last=True):
+            run = run[:-1]
+        return run
+
+    def is_person(
+        self,
+        run: list[Token],
+        text: str,
+        *,
+        whole: list[Token] | None = None,
+        in_list_of_names: bool = False,
+        shadow: bool = False,
+    ) -> bool:
+        """Whether the trimmed `run` is a person's name (see the module doc). `whole` is
+        the run before trimming; `shadow`: the text is a case-restored copy of lower-case
+        text, where the model's PERSON is no evidence of its own."""
+        if not run:
+            return False
+        start, end = run[0].start, run[-1].end
+        before, after = text[max(0, start - 40) : start], text[end : end + 40]
+        words = [t for t in run if not _INITIAL.match(t.text) and t.text.lower() not in _PARTICLES]
+        if not words:
+            return False
+        if _organisation(whole or run, after) or any(
+            t.text.casefold().rstrip(".") in _STREET_WORDS for t in whole or run
+        ):
+            return False  # "Davis, Reynolds and Williamson Orchestra", "Filadelfeos Str."
+        kinds = [self.evidence(w) for w in words]
+        cue = bool(_BEFORE.search(before) or _AFTER.match(after))
+        model = not shadow and any(w.ent == "PERSON" for w in words)
+        place = any(w.ent in _PLACE_LABELS for w in words)
+        supported = cue or model or in_list_of_names
+        if len(words) >= 2:
+            # a dictionary word inside a name is a surname the model also calls a proper
+            # noun ("Lara Pottinger"); anywhere else it means this is not a name
+            proper = all(w.pos in (None, "PROPN") for w in words) and not shadow
+            if any(k == "word" and not proper for k in kinds) or kinds.count("word") > 1:
+                return False
+            if len(run) > len(words) and any(_INITIAL.match(t.text) for t in run[1:-1]):
+                return True  # "Mijail C Adomo", "Ravil G. Yefimov": a middle initial
+            if "name" in kinds:
+                # "Southern Poland", "Berkshire Hathaway": a place or a company whose words
+                # include a surname; a person's name starts with a given name
+                first = self.given_name(words[0])
+                return first or cue or model or not (place or words[0].ent == "ORG")
+            if supported and not (place and not cue):
+                return True
+            # two or three words in no list, tagged proper nouns, not a place or a company
+            # by the model: a name the gazetteer does not know ("Gyala Antall")
+            return proper and len(words) <= 3 and not place and "word" not in kinds
+        (kind,) = kinds
+        if kind == "word":
+            return False
+        if "-" in words[0].text and not (cue or self.given_name(words[0])):
+            return False  # "Mayo-Walters", "Fritz-Armstrong": a firm of two surnames
+        if kind == "name":
+            if cue or in_list_of_names:
+                return True
+            if _PLACE_BEFORE.search(before) and not self.given_name(words[0]):
+                return False  # "flew to Coles", "arrived at Ettelgem"
+            return not place  # "Poland", "English"
+        if kind == "ambiguous":
+            return supported and not (place and not cue)
+        return cue or (in_list_of_names and not place)
+
+    def spans(
+        self, tokens: Sequence[Token], text: str, *, shadow: bool = False
+    ) -> list[tuple[int, int]]:
+        """(start, end) of every person name among `tokens` of `text`."""
+        runs = self.runs(tokens, text)
+        trimmed = [self._trim(r.tokens) for r in runs]
+        decided = [
+            self.is_person(t, text, whole=r.tokens, shadow=shadow)
+            for r, t in zip(runs, trimmed, strict=True)
+        ]
+        groups: dict[int, list[int]] = {}
+        for i, run in enumerate(runs):
+            groups.setdefault(run.group, []).append(i)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            verdict = self._list_verdict(
+                [trimmed[i] for i in members],
+                [runs[i].tokens for i in members],
+                [decided[i] for i in members],
+                text,
+                shadow,
+            )
+            for i in members:
+                if verdict is not None:
+                    decided[i] = (
+                        verdict
+                        if verdict is False
+                        else (
+                            decided[i]
+                            or self.is_person(
+                                trimmed[i],
+                                text,
+                                whole=runs[i].tokens,
+                                in_list_of_names=True,
+                                shadow=shadow,
+                            )
+                        )
+                    )
+        return [
+            _with_title_and_suffix(text, kept[0].start, kept[-1].end)
+            for kept, person in zip(trimmed, decided, strict=True)
+            if person and kept
+        ]
+
+    def _list_verdict(
+        self,
+        members: list[list[Token]],
+        wholes: list[list[Token]],
+        decided: list[bool],
+        text: str,
+        shadow: bool,
+    ) -> bool | None:
+        """A list ("A, B and C"): False when it is a firm's name (three or more bare
+        surnames, no given name: "Davis, Reynolds and Williamson"), True when it is a list
+        of names (one member is a name on its own evidence, or every member is a single
+        capitalised word and one is a known name: "Usamov and Bowers"), else None."""
+        after = text[members[-1][-1].end : members[-1][-1].end + 40] if members[-1] else ""
+        if any(_organisation(m, "") for m in wholes) or _organisation([], after):
+            return False  # "Davis, Reynolds and Williamson Orchestra"
+        single = all(len(m) == 1 for m in members)
+        if single and len(members) >= 3 and not any(self.given_name(m[0]) for m in members):
+            before = text[max(0, members[0][0].start - 40) : members[0][0].start]
+            if not _BEFORE.search(before):
+                return False
+        if any(decided):
+            return True
+        if single and not shadow:
+            kinds = [self.evidence(m[0]) for m in members]
+            places = any(m[0].ent in _PLACE_LABELS for m in members)
+            if "word" not in kinds and not places and ({"name", "ambiguous"} & set(kinds)):
+                return True
+        return None
+
+
+_TITLE_BEFORE = re.compile(rf"\b{_TITLES}\.?[ \t]+$", re.I)
+_SUFFIX_AFTER = re.compile(r",?[ \t]+(?:jr|sr|ii|iii|iv|md|dds|phd|esq|dvm|rn)\b\.?", re.I)
+
+
+def _with_title_and_suffix(text: str, start: int, end: int) -> tuple[int, int]:
+    """A name with its title and suffix: "Mrs. Kathrine Filemonsen DDS" (they identify
+    the person together, and on their own say nothing)."""
+    title = _TITLE_BEFORE.search(text, max(0, start - 12), start)
+    suffix = _SUFFIX_AFTER.match(text, end)
+    return (title.start() if title else start, suffix.end() if suffix else end)
+
+
+def _double_surname(word: str, last: frozenset[str]) -> bool:
+    parts = word.split("-")
+    return len(parts) == 2 and all(p in last for p in parts)
+
+
+def _organisation(run: list[Token], after: str) -> bool:
+    nxt = re.match(r"[ \t]*([^\W\d_]+)", after)
+    if nxt and nxt.group(1).casefold() in _ORG_WORDS:
+        return True
+    return any(t.text.casefold() in _ORG_WORDS for t in run)
+
+
+_WORD = re.compile(r"[^\W\d_][\w'\u2019.-]*|\S")
+
+
+def regex_tokens(text: str) -> list[Token]:
+    """Tokens without a model (the fast tier)."""
+    return [
+        Token(m.start(), m.end(), m.group(0).rstrip(".") or m.group(0))
+        for m in _WORD.finditer(text)
+    ]
+
+
+_GLUED = re.compile(r"^([^\W\d_]+):[\"\u201c]")
+
+
+def spacy_tokens(doc: object) -> list[Token]:
+    """Tokens of a spaCy Doc, with part of speech and entity label (a speaker label glued
+    to its quote, `Elizabeth:"I'm`, is split off)."""
+    out = []
+    for t in doc:  # type: ignore[attr-defined]
+        glued = _GLUED.match(t.text)
+        if glued:
+            word = glued.group(1)
+            out.append(Token(t.idx, t.idx + len(word), word, "PROPN", None))
+            continue
+        out.append(Token(t.idx, t.idx + len(t.text), t.text, t.pos_ or None, t.ent_type_ or None))
+    return out
+
+
+def person_spans(
+    resolver: PersonResolver, tokens: Iterable[Token], text: str
+) -> list[tuple[int, int]]:
+    return resolver.spans(list(tokens), text)
