@@ -373,16 +373,29 @@ def eval_retrieval(
             "spoken, for comparison), or an action: seal, redact, pseudonymize"
         ),
     ] = "worker",
+    token_vectors: Annotated[
+        str,
+        typer.Option(
+            help="ingest (the rerank's token vectors kept when a memory is embedded, as the "
+            "worker does) or query (computed at search time, the old path)"
+        ),
+    ] = "ingest",
     as_json: Annotated[bool, typer.Option("--json")] = False,
     save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
 ) -> None:
     """Recall@k of evidence turns: hybrid retrieval, with BM25 and dense baselines."""
     from memstream.eval.retrieval import run_retrieval_eval
 
+    if token_vectors not in ("ingest", "query"):
+        raise _fail("--token-vectors must be ingest or query")
     settings = _settings()
     ks = tuple(int(x) for x in k.split(","))
     result = run_retrieval_eval(
-        dataset, ks=ks, weights=settings.ranking_weights(), pii_policy=pii_policy
+        dataset,
+        ks=ks,
+        weights=settings.ranking_weights(),
+        pii_policy=pii_policy,
+        token_vectors=token_vectors,
     )
     _emit("eval-retrieval", result, save=save, as_json=as_json)
 
@@ -578,6 +591,46 @@ def bench_push(
         progress=not as_json,
     )
     _emit("push", result, save=save, as_json=as_json)
+
+
+DEV_LOCOMO = Path("../shared/data/locomo_dev.json")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    dataset: Annotated[
+        Path, typer.Option(help="LoCoMo-format JSON file whose turns are the memories")
+    ] = DEV_LOCOMO,
+    broker_kind: Annotated[str, typer.Option("--broker", help="kafka or tansu")] = "kafka",
+    repeats: Annotated[int, typer.Option(help="worker runs over all turns")] = 3,
+    rss_memories: Annotated[
+        int, typer.Option(help="memories to ingest in all before the last RSS reading")
+    ] = 20_000,
+    latency_seconds: Annotated[float, typer.Option(help="seconds per latency rate")] = 60.0,
+    latency_rates: Annotated[
+        str, typer.Option(help="memories/s for publish-to-push; empty = skip")
+    ] = "20,50",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Worker memories/s against the plain serial loop and the embedding alone (same run),
+    search p50/p99 idle and under full ingest, publish-to-push and publish-to-indexed at
+    each rate, and the worker's RSS."""
+    from memstream.bench.ingest import run_ingest_bench
+
+    if not dataset.is_file():
+        raise _fail(f"no LoCoMo file at {dataset}; pass --dataset")
+    _settings()
+    result = run_ingest_bench(
+        dataset,
+        broker=broker_kind,
+        repeats=repeats,
+        rss_memories=rss_memories,
+        latency_seconds=latency_seconds,
+        latency_rates=tuple(int(r) for r in latency_rates.split(",") if r.strip()),
+        progress=not as_json,
+    )
+    _emit("ingest", result, save=save, as_json=as_json)
 
 
 privacy_app = typer.Typer(help="The privacy stage.", no_args_is_help=True)

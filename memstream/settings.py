@@ -15,6 +15,11 @@ from pydantic_settings import (
 
 from memstream.schemas.topics import MAX_EVENT_BYTES
 
+FETCH_MAX_WAIT_MS = 100
+"""Every memstream consumer's `fetch_max_wait_ms` (aiokafka's default is 500, Faust's 1500):
+a quiet topic costs one fetch per 100 ms per broker; a memory waits at most that long to be
+read, on brokers that hold a fetch for its whole wait (Tansu) as on Apache Kafka."""
+
 
 class Settings(BaseSettings):
     """Everything a memstream process can be told. Field `x` is env var `MEMSTREAM_X`."""
@@ -44,6 +49,17 @@ class Settings(BaseSettings):
     consumer_group: str = Field(default="memstream-worker")
     batch_size: int = Field(default=500, ge=1, description="events per validate batch")
     batch_window_ms: int = Field(default=50, ge=1, description="longest wait to fill a batch")
+    privacy_process: bool = Field(
+        default=True,
+        description="run the PII scan in a process of its own (else a thread): it then "
+        "never holds the GIL the embedding needs",
+    )
+    model_chunk_size: int = Field(
+        default=64,
+        ge=1,
+        description="events per sub-batch of the model stage: the PII scan of one overlaps "
+        "the embedding of the one before",
+    )
     producer_linger_ms: int = Field(
         default=5, ge=0, description="how long a worker's producer waits to fill a batch"
     )

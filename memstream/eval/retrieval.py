@@ -30,6 +30,7 @@ from memstream.retrieval import RankingWeights, Retriever
 from memstream.schemas.events import Memory
 from memstream.store.base import Caller, MemoryStore
 from memstream.store.sink import write_records
+from memstream.store.token_vectors import TokenVectorStore
 from memstream.streams.enrich import ModelStage
 from memstream.streams.privacy_stage import PrivacyStage
 
@@ -122,6 +123,7 @@ def run_retrieval_eval(
     embedder: Embedder | None = None,
     weights: RankingWeights | None = None,
     pii_policy: str = "worker",
+    token_vectors: str = "ingest",
 ) -> dict[str, Any]:
     """`pii_policy`: what the privacy stage does with personal data in the turns; `allow`
     (the default here) indexes them as spoken, `seal` as the worker does by default, which
@@ -142,11 +144,17 @@ def run_retrieval_eval(
         plain_store = EdgeStore(Path(tmp) / "plain")
         try:
             privacy = _privacy_stage(Path(tmp), pii_policy)
-            ingest(store, ModelStage(embedder, HotSwapScorer(registry)), memories, privacy=privacy)
+            kept = (
+                TokenVectorStore(Path(tmp) / "token_vectors.db")
+                if token_vectors == "ingest"
+                else None
+            )
+            stage = ModelStage(embedder, HotSwapScorer(registry), token_store=kept)
+            ingest(store, stage, memories, privacy=privacy)
             ingest(
                 plain_store, ModelStage(embedder, HotSwapScorer(registry)), plain, privacy=privacy
             )
-            retriever = Retriever(store, embedder, weights)
+            retriever = Retriever(store, embedder, weights, kept_tokens=kept)
             first_stage = Retriever(
                 store, embedder, replace(weights or RankingWeights(), rerank_window=0)
             )
@@ -189,6 +197,7 @@ def run_retrieval_eval(
         return {f"recall@{k}": round(float(np.mean(values[k])), 4) for k in ks}
 
     return {
+        "token_vectors": token_vectors,
         "overall": summary(recalls["hybrid"]),
         "by_category": {
             f"{c}-{CATEGORY_NAMES[c]}": summary(v) | {"questions": len(v[ks[0]])}

@@ -132,9 +132,10 @@ class OnnxEmbedder:
         threads: int | None = None,
         max_batch: int | None = None,
         token_budget: int | None = None,
+        spin: bool = True,
     ) -> None:
         path, self.version = ensure_onnx_model()
-        self.session = make_session(str(path), prefer, threads)
+        self.session = make_session(str(path), prefer, threads, spin=spin)
         self.tokenizer = load_tokenizer()
         # Sub-batch sizes: on CPU small runs stay in cache (measured on 2 cores, LoCoMo
         # turns: 16 texts / 1024 tokens gave 350/s, 64 / 8192 gave 230/s); a GPU wants
@@ -175,13 +176,20 @@ class OnnxEmbedder:
         out: list[TokenVectors | None] = [None] * len(texts)
         for chunk, (states,), encodings in self._run(texts, ["token_embeddings"]):
             for row, i in enumerate(chunk):
-                n = sum(encodings[i].attention_mask)
-                vectors = states[row, 1 : n - 1]
-                norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-                out[i] = TokenVectors(
-                    (vectors / norms).astype(np.float16), tuple(encodings[i].tokens[1 : n - 1])
-                )
+                out[i] = _token_vectors(states[row], encodings[i])
         return [t if t is not None else TokenVectors.empty(self.dim) for t in out]
+
+    def embed_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+        """`embed` and `embed_tokens` from one forward pass: the ingest path keeps the token
+        vectors, so a query's rerank need not run the model on its candidates again."""
+        pooled = np.empty((len(texts), self.dim), dtype=np.float32)
+        tokens: list[TokenVectors | None] = [None] * len(texts)
+        outputs = ["sentence_embedding", "token_embeddings"]
+        for chunk, (vectors, states), encodings in self._run(texts, outputs):
+            pooled[chunk] = vectors
+            for row, i in enumerate(chunk):
+                tokens[i] = _token_vectors(states[row], encodings[i])
+        return pooled, [t if t is not None else TokenVectors.empty(self.dim) for t in tokens]
 
     def _run(
         self, texts: list[str], outputs: list[str]
@@ -203,10 +211,25 @@ class OnnxEmbedder:
             )
 
 
-def load_embedder(kind: str = "minilm", prefer: Preference = "auto") -> Embedder:
-    """`minilm` (the real model) or `static` (distilled, for fast unit tests only)."""
+def _token_vectors(states: np.ndarray, encoding: Any) -> TokenVectors:
+    """One text's piece vectors from the model's last hidden states (unit length, float16,
+    [CLS] and [SEP] left out)."""
+    n = sum(encoding.attention_mask)
+    vectors = states[1 : n - 1]
+    norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return TokenVectors((vectors / norms).astype(np.float16), tuple(encoding.tokens[1 : n - 1]))
+
+
+def load_embedder(
+    kind: str = "minilm",
+    prefer: Preference = "auto",
+    threads: int | None = None,
+    spin: bool = True,
+) -> Embedder:
+    """`minilm` (the real model) or `static` (distilled, for fast unit tests only);
+    `threads` and `spin` as for `make_session`."""
     if kind == "minilm":
-        return OnnxEmbedder(prefer=prefer)
+        return OnnxEmbedder(prefer=prefer, threads=threads, spin=spin)
     if kind == "static":
         from memstream.models.static import StaticEmbedder
 

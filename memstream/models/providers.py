@@ -27,18 +27,26 @@ def requested_providers(prefer: Preference = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
+def session_options(threads: int | None = None, spin: bool = True) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: a CPU-only machine logs CUDA misses at 2
     return options
 
 
 def make_session(
-    model: str | bytes, prefer: Preference = "auto", threads: int | None = None
+    model: str | bytes,
+    prefer: Preference = "auto",
+    threads: int | None = None,
+    *,
+    spin: bool = True,
 ) -> ort.InferenceSession:
+    """`spin=False` when other threads share the cores (the worker's PII scan): ONNX
+    Runtime's idle worker threads then sleep instead of busy-waiting between runs."""
     return ort.InferenceSession(
-        model, sess_options=session_options(threads), providers=requested_providers(prefer)
+        model, sess_options=session_options(threads, spin), providers=requested_providers(prefer)
     )

@@ -9,9 +9,10 @@ no second model is needed:
 
 over the query's word pieces ``q_i`` (function words and punctuation left out), the memory's
 pieces ``m_t`` and the pieces ``c_c`` of its ``context`` (a conversation's previous turn),
-with ``w_i`` the piece's IDF over the memories being reranked. Token vectors are computed at
-query time for the top candidates only (`RankingWeights.rerank_window`) and kept in a small
-LRU cache, since memories do not change.
+with ``w_i`` the piece's IDF over the memories being reranked. A memory's token vectors are
+kept when it is embedded at ingest (`store.token_vectors`), so a query embeds only itself;
+texts without kept vectors (a context, a revealed text) are embedded at query time, for the
+top candidates only (`RankingWeights.rerank_window`), and held in a small LRU cache.
 
 On LoCoMo (measured with a numpy prototype of the ranking) this signal alone reached
 recall@5 0.70 against 0.53 for the pooled vectors of the same model, both with the names
@@ -29,6 +30,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from memstream.models.embedding import TokenVectors
+from memstream.store.token_vectors import CONTEXT, TEXT, TokenVectorStore
 
 CONTEXT_WEIGHT = 0.8
 """A match in the context counts a little less than one in the memory itself."""
@@ -42,7 +44,8 @@ QUERY_STOPWORDS = frozenset(
     these those there here some any ever s t""".split()
 )
 
-_CACHE_SIZE = 4096
+_CACHE_BYTES = 16 * 1024 * 1024
+"""A few hundred texts' vectors: the recent queries' candidates (worker RSS stays bounded)."""
 
 
 @runtime_checkable
@@ -68,35 +71,84 @@ def _weights(tokens: tuple[str, ...], docs: list[set[str]]) -> np.ndarray:
 
 
 class LateInteraction:
-    """MaxSim scores of one query against a few memories, token vectors cached by text."""
+    """MaxSim scores of one query against a few memories. Token vectors come from a small
+    LRU cache (bounded in bytes), then from the vectors kept at ingest (`kept`), and only
+    then from the model."""
 
-    def __init__(self, embedder: TokenEmbedder, cache_size: int = _CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        embedder: TokenEmbedder,
+        cache_bytes: int = _CACHE_BYTES,
+        kept: TokenVectorStore | None = None,
+    ) -> None:
         self.embedder = embedder
-        self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
+        self.kept = kept
         self._cache: OrderedDict[str, TokenVectors] = OrderedDict()
+        self._cached_bytes = 0
         self._lock = threading.Lock()
+        self.computed = 0  # texts the model had to run on (the rest came from a cache)
+
+    def remember(self, text: str, vectors: TokenVectors) -> None:
+        """Cache a text's vectors computed elsewhere (a query's, with its pooled vector)."""
+        with self._lock:
+            if text not in self._cache:
+                self._cached_bytes += vectors.vectors.nbytes
+            self._cache[text] = vectors
+            self._cache.move_to_end(text)
 
     def _tokens(self, texts: list[str]) -> list[TokenVectors]:
         with self._lock:
             have = {t: self._cache[t] for t in texts if t in self._cache}
+        if "" in texts:  # no context: nothing to run the model on
+            have[""] = TokenVectors.empty(getattr(self.embedder, "dim", 384))
         missing = [t for t in dict.fromkeys(texts) if t not in have]
-        have.update(zip(missing, self.embedder.embed_tokens(missing), strict=True))
+        if missing:
+            have.update(zip(missing, self.embedder.embed_tokens(missing), strict=True))
+            self.computed += len(missing)
         with self._lock:
             for text in dict.fromkeys(texts):
+                if text not in self._cache:
+                    self._cached_bytes += have[text].vectors.nbytes
                 self._cache[text] = have[text]
                 self._cache.move_to_end(text)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            while self._cache and self._cached_bytes > self.cache_bytes:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached_bytes -= dropped.vectors.nbytes
         return [have[t] for t in texts]
 
-    def scores(self, query: str, memories: list[tuple[str, str | None]]) -> np.ndarray:
-        """One score per ``(text, context)``; higher is better, in [-1, 1]."""
+    def scores(
+        self,
+        query: str,
+        memories: list[tuple[str, str | None]],
+        tenant: str | None = None,
+        ids: list[str] | None = None,
+    ) -> np.ndarray:
+        """One score per ``(text, context)``; higher is better, in [-1, 1]. With the
+        memories' `tenant` and `ids`, the vectors kept at ingest are used where there are
+        some; the rest is embedded now."""
         if not memories:
             return np.zeros(0, dtype=np.float32)
-        texts = [text for text, _ in memories]
-        contexts = [context or "" for _, context in memories]
-        q, *rest = self._tokens([query, *texts, *contexts])
-        docs, ctxs = rest[: len(texts)], rest[len(texts) :]
+        kept: dict[tuple[str, int], TokenVectors] = {}
+        if self.kept is not None and tenant is not None and ids is not None:
+            kept = self.kept.get(tenant, [(i, part) for i in ids for part in (TEXT, CONTEXT)])
+        keys = ids or [""] * len(memories)
+        need = [query]
+        for key, (text, context) in zip(keys, memories, strict=True):
+            if (key, TEXT) not in kept:
+                need.append(text)
+            if context and (key, CONTEXT) not in kept:
+                need.append(context)
+        computed = dict(zip(need, self._tokens(need), strict=True))
+        q = computed[query]
+        empty = TokenVectors.empty(getattr(self.embedder, "dim", 384))
+        docs = [
+            kept.get((k, TEXT)) or computed[t] for k, (t, _) in zip(keys, memories, strict=True)
+        ]
+        ctxs = [
+            kept.get((k, CONTEXT)) or (computed[c] if c else empty)
+            for k, (_, c) in zip(keys, memories, strict=True)
+        ]
         if not q.tokens:
             return np.zeros(len(memories), dtype=np.float32)
         pieces = [set(d.tokens) | set(c.tokens) for d, c in zip(docs, ctxs, strict=True)]

@@ -13,6 +13,7 @@ from memstream.retrieval.late import LateInteraction, TokenEmbedder
 from memstream.retrieval.ranking import RankingWeights, ScoredMemory, rank
 from memstream.store.base import Caller, Hit, MemoryStore, StoredMemory
 from memstream.store.lexical import query_sparse
+from memstream.store.token_vectors import TokenVectorStore
 
 
 class Retriever:
@@ -26,13 +27,16 @@ class Retriever:
         embedder: Embedder,
         weights: RankingWeights | None = None,
         candidates: int = 50,
+        kept_tokens: TokenVectorStore | None = None,
     ) -> None:
+        """`kept_tokens`: the token vectors the ingest path kept (`ModelStage`), read by the
+        rerank before it runs the model on a candidate."""
         self.store = store
         self.embedder = embedder
         self.weights = weights or RankingWeights()
         self.candidates = candidates
         reranks = self.weights.rerank_window > 0 and isinstance(embedder, TokenEmbedder)
-        self.late = LateInteraction(embedder) if reranks else None
+        self.late = LateInteraction(embedder, kept=kept_tokens) if reranks else None
 
     def search(
         self,
@@ -46,7 +50,7 @@ class Retriever:
     ) -> list[ScoredMemory]:
         """`mode`: `hybrid` (default), `dense` or `lexical` (the baselines)."""
         now = now or datetime.now(UTC)
-        vector = self.embedder.embed([query])[0] if mode in ("hybrid", "dense") else None
+        vector = self._embed_query(query, mode) if mode in ("hybrid", "dense") else None
         sparse = query_sparse(query) if mode in ("hybrid", "lexical") else None
         limit = max(self.candidates, k)
         valid_at = now if only_valid else None
@@ -59,7 +63,7 @@ class Retriever:
             # A name dominates a small embedding model's vector ("What pets does Melanie
             # have?" matches everything said to or about Melanie): the subject boost handles
             # who, so the dense side searches for what.
-            vector = self.embedder.embed([about])[0]
+            vector = self._embed_query(about, mode)
             hits = self.store.search(
                 caller, dense=vector, sparse=sparse, limit=limit, valid_at=valid_at
             )
@@ -89,9 +93,24 @@ class Retriever:
         # the names, like the dense side)
         by_id = {h.memory.memory_id: h for h in hits}
         top = [by_id[r.memory.memory_id] for r in ranked[:window]]
-        late = self.late.scores(about, [(h.memory.text, _context(h.memory)) for h in top])
+        late = self.late.scores(
+            about,
+            [(h.memory.text, _context(h.memory)) for h in top],
+            caller.tenant,
+            [str(h.memory.memory_id) for h in top],
+        )
         reranked = rank(top, now, self.weights, subjects, late)
         return (reranked + ranked[window:])[:k]
+
+    def _embed_query(self, text: str, mode: str) -> np.ndarray:
+        """The query's pooled vector; when the rerank will need the query's token vectors
+        too, both from one model run (the rerank then finds them in its cache)."""
+        both = getattr(self.embedder, "embed_with_tokens", None)
+        if self.late is None or mode != "hybrid" or both is None:
+            return self.embedder.embed([text])[0]
+        vectors, tokens = both([text])
+        self.late.remember(text, tokens[0])
+        return vectors[0]
 
 
 _MIN_AGENT_ID = 3  # shorter ids ("a", "ai") would match ordinary words

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from memstream.schemas.events import Delivery
 from memstream.schemas.topics import DELIVERIES
+from memstream.settings import FETCH_MAX_WAIT_MS
 from memstream.store.base import Caller
 from memstream.streams.admin import partition_count
 
@@ -119,7 +120,9 @@ async def deliveries_for(
     resume = parse_cursor(cursor)
     key = delivery_key(caller.tenant, caller.agent_id)
     partitions = await partition_count(bootstrap, DELIVERIES.name)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+    )
     await consumer.start()
     try:
         tp = TopicPartition(DELIVERIES.name, partition_for(key, partitions))

@@ -1,8 +1,9 @@
 """The services inside a worker process: subscriptions, matching, the HTTP API server.
 
 In the embedded stack the worker owns the Qdrant Edge shard (one writer per directory), so
-search, matching and the API live in the same process and reach the store through the
-worker's single model/store thread. With a Qdrant server the same code runs in any number
+search, matching and the API live in the same process. Queries (search, reads) run on their
+own thread with their own small ONNX session, so they never queue behind ingest; matching and
+changes to the subscription index run on the model/store thread. With a Qdrant server the same code runs in any number
 of processes.
 """
 
@@ -32,8 +33,9 @@ from memstream.schemas.events import Delivery, Event, Indexed, Subscription
 from memstream.schemas.topics import DELIVERIES, SUBSCRIPTIONS
 from memstream.services.gateway import delivery_key
 from memstream.services.matcher import SubscriptionIndex
-from memstream.settings import Settings
+from memstream.settings import FETCH_MAX_WAIT_MS, Settings
 from memstream.store.base import Caller, MemoryStore, StoredMemory
+from memstream.store.token_vectors import TokenVectorStore
 from memstream.streams.privacy_stage import PrivacyStage
 
 log = get_logger("memstream.services")
@@ -55,13 +57,20 @@ class WorkerServices:
         executor: ThreadPoolExecutor,
         weights: RankingWeights,
         privacy: PrivacyStage | None = None,
+        *,
+        model_executor: ThreadPoolExecutor | None = None,
+        kept_tokens: TokenVectorStore | None = None,
     ) -> None:
+        """`executor` runs queries (search, reads); `model_executor` (default: the same)
+        the changes to the subscription index, so they never race the pipeline's matching,
+        which runs there. `kept_tokens`: token vectors kept at ingest, for the rerank."""
         self.app = app
         self.bootstrap = bootstrap
         self.store = store
         self.embedder = embedder
         self.executor = executor
-        self.retriever = Retriever(store, embedder, weights)
+        self.model_executor = model_executor or executor
+        self.retriever = Retriever(store, embedder, weights, kept_tokens=kept_tokens)
         self.privacy = privacy
         self.budget: Any = None  # a memstream.privacy.dp.PrivacyBudget, set by attach_api
         self.subscriptions = SubscriptionIndex(dim=embedder.dim)
@@ -237,6 +246,7 @@ class WorkerServices:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         await consumer.start()
         loop = asyncio.get_running_loop()
@@ -248,7 +258,7 @@ class WorkerServices:
                         try:
                             subscription = Subscription.model_validate_json(message.value or b"")
                             await loop.run_in_executor(
-                                self.executor, self.apply_subscription, subscription
+                                self.model_executor, self.apply_subscription, subscription
                             )
                         except Exception as err:  # one bad subscription never stops the rest
                             log.warning(

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 import faust
 from pydantic import ValidationError
@@ -38,7 +39,9 @@ from memstream.schemas.topics import (
 from memstream.services.runtime import WorkerServices, attach_api
 from memstream.settings import Settings
 from memstream.store.sink import write_isolated
+from memstream.store.token_vectors import TokenVectorStore
 from memstream.streams.enrich import ModelStage
+from memstream.streams.faust_app import LowLatencyApp
 from memstream.streams.plugins import attach_archive, attach_processors
 from memstream.streams.privacy_stage import (
     ErasedSubject,
@@ -70,31 +73,94 @@ dead-letter, or an event of an erased subject, which is neither."""
 def enrich_or_reject(
     stage: ModelStage, events: list[Memory | Observation], privacy: PrivacyStage | None = None
 ) -> list[Outcome]:
-    """The batch through the privacy and model stages; if that fails, event by event, so
-    one bad event becomes one rejection instead of sinking the batch."""
+    """The batch through the privacy and model stages, one after the other (the worker
+    overlaps the two on different sub-batches: `protect` then `embed_protected`)."""
+    scrubbed, protected = protect(privacy, events)
+    return embed_protected(stage, scrubbed, protected)
+
+
+Screened = Protected | InvalidEvent | ErasedSubject
+
+
+def protect(
+    privacy: PrivacyStage | None, events: list[Memory | Observation]
+) -> tuple[list[Memory | Observation], list[Screened]]:
+    """Secrets dropped (for every reader, whatever the policy), then the privacy stage:
+    the events as the model stage may see them and, per event, its protected text or why
+    it is not kept. If the batch fails, event by event, so one bad event is one rejection."""
     try:
-        return _enrich(stage, events, privacy)
+        return _protect(privacy, events)
     except Exception:
-        log.exception("model stage failed on a batch; retrying event by event", size=len(events))
-    results: list[Outcome] = []
+        log.exception("privacy stage failed on a batch; retrying event by event", size=len(events))
+    kept: list[Memory | Observation] = []
+    results: list[Screened] = []
     for event in events:
         try:
-            results.extend(_enrich(stage, [event], privacy))
+            one, screened = _protect(privacy, [event])
         except Exception as exc:
-            results.append(_processor_error(MODEL_STAGE, exc))
-    return results
+            one, screened = [event], [_processor_error(MODEL_STAGE, exc)]
+        kept.extend(one)
+        results.extend(screened)
+    return kept, results
 
 
-def _enrich(
-    stage: ModelStage, events: list[Memory | Observation], privacy: PrivacyStage | None
-) -> list[Outcome]:
-    events = [without_secrets(e) for e in events]  # for every reader, whatever the policy
+def _protect(
+    privacy: PrivacyStage | None, events: list[Memory | Observation]
+) -> tuple[list[Memory | Observation], list[Screened]]:
+    events = [without_secrets(e) for e in events]
     if privacy is None:
-        return list(stage.process(events))
-    protected = privacy.process(events)
-    kept = [i for i, p in enumerate(protected) if isinstance(p, Protected)]
-    records = stage.process([events[i] for i in kept], protected=[protected[i] for i in kept])  # type: ignore[misc]
-    results: list[Outcome] = list(protected)  # type: ignore[arg-type]
+        return events, [Protected.unscanned(e) for e in events]
+    return events, list(privacy.process(events))
+
+
+_CHILD_PRIVACY: PrivacyStage | None = None
+"""The privacy stage of a privacy child process (`privacy_executor`)."""
+
+
+def _start_privacy_child(settings_json: str) -> None:
+    global _CHILD_PRIVACY
+    settings = Settings.model_validate_json(settings_json)
+    _CHILD_PRIVACY = build_privacy_stage(settings)
+    _CHILD_PRIVACY.process([])  # load the models now, not on the first batch
+
+
+def protect_in_child(events: list[Memory | Observation]) -> tuple[list, list[Screened]]:
+    """`protect` with the child process's privacy stage."""
+    return protect(_CHILD_PRIVACY, events)
+
+
+def privacy_executor(settings: Settings) -> Executor:
+    """Where the PII scan runs: a process of its own (`MEMSTREAM_PRIVACY_PROCESS`, the
+    default), so that its Python-heavy work (spaCy, Presidio, the name resolver) never holds
+    the GIL the model thread needs; else a thread. The child opens the same key store file
+    (SQLite, shared across processes), so its seals and the API's reveals agree."""
+    if settings.pii_enabled and settings.privacy_process:
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_privacy_child,
+            initargs=(settings.model_dump_json(),),
+        )
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-privacy")
+
+
+def embed_protected(
+    stage: ModelStage, events: list[Memory | Observation], screened: list[Screened]
+) -> list[Outcome]:
+    """The model stage on the events the privacy stage kept; the others keep their
+    rejection. If the batch fails, event by event."""
+    kept = [i for i, p in enumerate(screened) if isinstance(p, Protected)]
+    results: list[Outcome] = list(screened)  # type: ignore[arg-type]
+    try:
+        records = stage.process([events[i] for i in kept], protected=[screened[i] for i in kept])  # type: ignore[misc]
+    except Exception:
+        log.exception("model stage failed on a batch; retrying event by event", size=len(kept))
+        records = []
+        for i in kept:
+            try:
+                records.extend(stage.process([events[i]], protected=[screened[i]]))  # type: ignore[list-item]
+            except Exception as exc:
+                records.append(_processor_error(MODEL_STAGE, exc))  # type: ignore[arg-type]
     for i, record in zip(kept, records, strict=True):
         results[i] = record
     return results
@@ -108,12 +174,21 @@ def _processor_error(stage_name: str, exc: BaseException) -> InvalidEvent:
     return InvalidEvent("processor_error", f"{stage_name}: {type(exc).__name__}: {exc}"[:2000])
 
 
-def _erase(keystore: KeyStore, store: object, tenant: str, subject_id: str) -> int:
-    """Delete the subject's key, its memories, and the record keys of those memories (so
-    their raw copies in the archive go too); returns how many memories were deleted."""
+def _erase(
+    keystore: KeyStore,
+    store: object,
+    tenant: str,
+    subject_id: str,
+    token_store: TokenVectorStore | None = None,
+) -> int:
+    """Delete the subject's key, its memories, the record keys of those memories (so
+    their raw copies in the archive go too) and their kept token vectors; returns how many
+    memories were deleted."""
     keystore.erase(tenant, subject_id)
     ids = store.delete_subject(tenant, subject_id)  # type: ignore[attr-defined]
     keystore.erase_records(tenant, [str(i) for i in ids])
+    if token_store is not None:
+        token_store.delete_memories(ids)
     return len(ids)
 
 
@@ -128,7 +203,11 @@ def build_privacy_stage(settings: Settings, keystore: KeyStore | None = None) ->
     from memstream.privacy.policy import PrivacyPolicy
 
     policy = PrivacyPolicy(
-        default_action=settings.pii_default_action, topics=settings.pii_topic_actions
+        default_action=settings.pii_default_action,
+        topics=settings.pii_topic_actions,
+        sealed=settings.pii_sealed,
+        tenant_sealed=settings.pii_tenant_sealed,
+        topic_sealed=settings.pii_topic_sealed,
     )
     return PrivacyStage(
         PiiDetector(settings.pii_tier),
@@ -139,28 +218,38 @@ def build_privacy_stage(settings: Settings, keystore: KeyStore | None = None) ->
 
 
 class _Optimizer:
-    """Builds the store's indexes every `every` new points or `interval_s` seconds, in the
-    model thread between batches (Qdrant Edge's optimize() blocks)."""
+    """Builds the store's indexes every `every` new points, or once writes have paused for
+    `idle_s` with some pending, in the model thread (Qdrant Edge's optimize() blocks
+    searches and writes for its whole run: seconds at 20k points). Never on a timer while
+    memories keep coming, where it would stall every search and push behind it; until then
+    the new points are searched by brute force, which stays fast at that size."""
 
-    def __init__(self, store: object, every: int = 20_000, interval_s: float = 60.0) -> None:
+    def __init__(self, store: object, every: int = 20_000, idle_s: float = 5.0) -> None:
         self.store = store
         self.every = every
-        self.interval_s = interval_s
+        self.idle_s = idle_s
         self.pending = 0
-        self.last = time.monotonic()
+        self.last_write = time.monotonic()
 
     def maybe_optimize(self, written: int) -> None:
+        """After a write: optimize if `every` points are pending."""
         self.pending += written
-        due = self.pending >= self.every or (
-            self.pending and time.monotonic() - self.last >= self.interval_s
-        )
-        if due:
-            try:
-                self.store.optimize()  # type: ignore[attr-defined]
-            except Exception:  # searches stay correct (brute force) without the indexes
-                log.exception("store optimize failed; will try again later")
-            self.pending = 0
-            self.last = time.monotonic()
+        if written:
+            self.last_write = time.monotonic()
+        if self.pending >= self.every:
+            self._optimize()
+
+    def maybe_optimize_idle(self) -> None:
+        """From a timer: optimize pending points once writes have paused."""
+        if self.pending and time.monotonic() - self.last_write >= self.idle_s:
+            self._optimize()
+
+    def _optimize(self) -> None:
+        try:
+            self.store.optimize()  # type: ignore[attr-defined]
+        except Exception:  # searches stay correct (brute force) without the indexes
+            log.exception("store optimize failed; will try again later")
+        self.pending = 0
 
 
 def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> faust.App:
@@ -170,7 +259,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     and heartbeats 1 s (FIELD-NOTES); Apache Kafka refuses sessions under 6 s by default.
     """
     session_timeout = 4.0 if tansu else settings.session_timeout_s
-    app = faust.App(
+    app = LowLatencyApp(
         settings.consumer_group,
         broker=broker_urls(bootstrap),
         store="memory://",
@@ -201,11 +290,14 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
 
     registry = ModelRegistry(settings.data_dir / "models", "valuation")
     reputation = ReputationBook()
+    token_store = TokenVectorStore(settings.data_dir / "token_vectors.db")
+    # the ingest session sleeps when idle: the PII scan runs beside it on the same cores
     stage = ModelStage(
-        load_embedder(settings.embedder, settings.onnx_provider),
+        load_embedder(settings.embedder, settings.onnx_provider, spin=False),
         HotSwapScorer(registry, check_every_s=settings.valuation_check_s),
         reputation=reputation,
         duplicate_cosine=settings.duplicate_cosine,
+        token_store=token_store,
     )
     log.info(
         "model stage ready",
@@ -215,14 +307,33 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     )
     keystore = KeyStore(settings.data_dir / "keys.db")
     privacy = build_privacy_stage(settings, keystore) if settings.pii_enabled else None
+    # Three paths, each its own thread, so that none waits behind another: the PII scan
+    # (spaCy, one core), the model stage with the store writes (ONNX), and queries (search,
+    # API reads) with their own small ONNX session.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-model")
+    screening_executor = privacy_executor(settings)
+    in_child = isinstance(screening_executor, ProcessPoolExecutor)
+    query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-query")
+    query_embedder = (
+        load_embedder(settings.embedder, settings.onnx_provider, threads=1)
+        if settings.serve and settings.embedder == "minilm"
+        else stage.embedder
+    )
     from memstream.store import open_store
 
     store = open_store(settings.store_location())
     optimizer = _Optimizer(store)
     app.memstream_store = store  # type: ignore[attr-defined]
     services = WorkerServices(
-        app, bootstrap, store, stage.embedder, executor, settings.ranking_weights(), privacy
+        app,
+        bootstrap,
+        store,
+        query_embedder,
+        query_executor,
+        settings.ranking_weights(),
+        privacy,
+        model_executor=executor,
+        kept_tokens=token_store,
     )
     app.memstream_services = services  # type: ignore[attr-defined]
     atexit.register(store.close)  # flushes the shard when the worker exits
@@ -277,9 +388,28 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                     INDEXED.name, str(parsed.event_id).encode(), msg.value, None, None, None
                 )
             return
-        results = await loop.run_in_executor(
-            executor, enrich_or_reject, stage, [parsed for _, parsed in valid], privacy
-        )
+        # Sub-batches through two threads: while the model thread embeds and stores one,
+        # the privacy thread scans the next (its futures queue on its one thread, in order).
+        size = settings.model_chunk_size
+        chunks = [valid[i : i + size] for i in range(0, len(valid), size)]
+        screening = [
+            loop.run_in_executor(screening_executor, protect_in_child, [p for _, p in chunk])
+            if in_child
+            else loop.run_in_executor(screening_executor, protect, privacy, [p for _, p in chunk])
+            for chunk in chunks
+        ]
+        for chunk, screened in zip(chunks, screening, strict=True):
+            events, protected = await screened
+            results = await loop.run_in_executor(
+                executor, embed_protected, stage, events, protected
+            )
+            await store_and_announce(chunk, results)
+
+    async def store_and_announce(
+        valid: list[tuple[faust.types.Message, Memory | Observation]], results: list[Outcome]
+    ) -> None:
+        producer = app.producer
+        loop = asyncio.get_running_loop()
         positions = [i for i, r in enumerate(results) if isinstance(r, Indexed)]
         if positions:
             # the store first, then `indexed`: a crash in between replays into the same
@@ -341,11 +471,17 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 continue
             tenant, subject = erasure.tenant, erasure.payload.subject_id
             try:
-                deleted = await loop_run(executor, _erase, keystore, store, tenant, subject)
+                deleted = await loop_run(
+                    executor, _erase, keystore, store, tenant, subject, token_store
+                )
             except Exception as exc:  # dead-lettered, so an operator can re-drive it
                 await reject(_processor_error("erasure", exc), "erasure", msg)
                 continue
             log.info("subject erased", tenant=tenant, subject_id=subject, memories_deleted=deleted)
+
+    @app.timer(interval=1.0)
+    async def optimize_when_idle() -> None:
+        await loop_run(executor, optimizer.maybe_optimize_idle)
 
     @app.task
     async def subscriptions() -> None:

@@ -25,6 +25,7 @@ from memstream.models.registry import HotSwapScorer
 from memstream.models.reputation import ReputationBook
 from memstream.models.valuation import valuation_features_batch
 from memstream.schemas.events import Indexed, IndexedPayload, Memory, Observation
+from memstream.store.token_vectors import CONTEXT, TEXT, TokenVectorStore
 from memstream.streams.privacy_stage import Protected
 
 Source = Memory | Observation
@@ -39,8 +40,16 @@ class ModelStage:
         pool: VectorPool | None = None,
         reputation: ReputationBook | None = None,
         duplicate_cosine: float = DUPLICATE_COSINE,
+        token_store: TokenVectorStore | None = None,
+        keep_context_tokens: bool = True,
     ) -> None:
+        """`token_store`: where to keep each memory's token vectors for the rerank (from the
+        same model run as its pooled vector), when the embedder can give them; with
+        `keep_context_tokens`, its context's too (one more model run on the contexts, so
+        that a search runs the model on nothing but its query)."""
         self.embedder = embedder
+        self.token_store = token_store if hasattr(embedder, "embed_with_tokens") else None
+        self.keep_context_tokens = keep_context_tokens
         self.scorer = scorer
         self.pool = pool or VectorPool(dim=embedder.dim)
         self.reputation = reputation or ReputationBook()
@@ -59,7 +68,21 @@ class ModelStage:
         now = now or datetime.now(UTC)
         if protected is None:
             protected = [Protected.unscanned(e) for e in events]
-        vectors = self.embedder.embed([p.embed_text for p in protected])
+        texts = [p.embed_text for p in protected]
+        if self.token_store is not None:
+            vectors, tokens = self.embedder.embed_with_tokens(texts)  # type: ignore[attr-defined]
+            # the rerank scores the text as embedded (placeholders for personal values)
+            kept = [(e.tenant, e.event_id, TEXT, tv) for e, tv in zip(events, tokens, strict=True)]
+            with_context = [(e, p) for e, p in zip(events, protected, strict=True) if p.context]
+            if self.keep_context_tokens and with_context:
+                contexts = self.embedder.embed_tokens([p.context for _, p in with_context])  # type: ignore[attr-defined]
+                kept += [
+                    (e.tenant, e.event_id, CONTEXT, tv)
+                    for (e, _), tv in zip(with_context, contexts, strict=True)
+                ]
+            self.token_store.put(kept)
+        else:
+            vectors = self.embedder.embed(texts)
         # wording is compared on the original text (hashed words, nothing kept in clear):
         # placeholders would make two different values look the same
         novelty, duplicate_of = self._novelty_and_duplicates(
@@ -135,16 +158,17 @@ class ModelStage:
             ids = [str(events[i].event_id) for i in rows]
             scopes = [events[i].scope for i in rows]
             words = [word_set(texts[i]) for i in rows]
-            all_vectors = np.vstack([pool_vectors, batch])
             all_ids, all_scopes, all_words = (
                 pool_ids + ids,
                 pool_scopes + scopes,
                 pool_words + words,
             )
-            sims = batch @ all_vectors.T
+            # against the pool and the batch apart: stacking them would copy the pool
+            to_pool, to_batch = batch @ pool_vectors.T, batch @ batch.T
             n_pool = len(pool_ids)
             for j, i in enumerate(rows):
-                earlier = sims[j, : n_pool + j]  # the pool, then this batch's earlier events
+                # the pool, then this batch's earlier events
+                earlier = np.concatenate([to_pool[j], to_batch[j, :j]])
                 if earlier.size == 0:
                     continue
                 novelty[i] = float(np.clip(1.0 - earlier.max(), 0.0, 1.0))

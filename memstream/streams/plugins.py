@@ -33,7 +33,7 @@ from memstream.processors import (
     run_processor,
 )
 from memstream.schemas.topics import DEAD_LETTER, TOPICS, TopicSpec
-from memstream.settings import Settings
+from memstream.settings import FETCH_MAX_WAIT_MS, Settings
 from memstream.streams.validate import dead_letter
 
 log = get_logger("memstream.plugins")
@@ -183,6 +183,7 @@ def _consumer(bootstrap: str, topics: Sequence[str], group: str, timeouts: dict[
         max_poll_interval_ms=300_000,
         max_partition_fetch_bytes=16 * 1_048_576,
         fetch_max_bytes=64 * 1_048_576,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         **timeouts,
     )
 

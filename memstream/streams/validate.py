@@ -53,6 +53,10 @@ class InvalidEvent(ValueError):
         self.detail = detail
         self.stage = stage  # where it was rejected, when not the stage that reports it
 
+    def __reduce__(self) -> tuple[type[InvalidEvent], tuple[str, str, str | None]]:
+        """Picklable as itself: the privacy stage may run in another process."""
+        return (InvalidEvent, (self.reason, self.detail, self.stage))
+
 
 def _describe(err: ValidationError, limit: int = 5) -> str:
     parts = []
