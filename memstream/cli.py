@@ -218,6 +218,115 @@ def erase(
     )
 
 
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="the API (default: MEMSTREAM_API_URL, else the running stack's)"),
+]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", help="bearer token (default: MEMSTREAM_TOKEN)")
+]
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="a JSONL file: memstream's export or mem0's")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    scope: Annotated[
+        str, typer.Option(help="scope of rows that name none (mem0's never do)")
+    ] = "tenant",
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON only")] = False,
+) -> None:
+    """Import memories as the token's agent. Idempotent by id (a second import of the same
+    file changes nothing); a bad row is dead-lettered with its line number and reason.
+    Exit 1 when any row was dead-lettered."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from memstream.cli_common import api_target
+    from memstream.sdk.http import HttpClient, MemstreamError
+    from memstream.sdk.transfer import import_file
+
+    if not file.is_file():
+        raise _fail(f"no such file: {file}")
+    url, token = api_target(url, token)
+    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn())
+    with (
+        HttpClient(url, token) as client,
+        Progress(*columns, TimeRemainingColumn(), disable=as_json, transient=True) as bar,
+    ):
+        task = bar.add_task(f"import {file.name}", total=file.stat().st_size)
+        try:
+            report = import_file(
+                client,
+                file,
+                default_scope=scope,
+                on_progress=lambda done: bar.update(task, completed=done),
+            )
+        except MemstreamError as err:
+            raise _fail(str(err)) from err
+    summary = report.as_dict()
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(
+            f"{report.accepted} accepted, {report.dead_lettered} dead-lettered, "
+            f"{report.skipped_blank} blank lines, of {report.lines} lines in {file}"
+        )
+        for failure in report.failures[:20]:
+            typer.echo(f"  line {failure['line']}: {failure['reason']}: {failure['detail']}")
+        if len(report.failures) > 20:
+            typer.echo(f"  ... {len(report.failures) - 20} more (--json lists 100)")
+    if report.dead_lettered:
+        raise typer.Exit(code=1)
+
+
+@app.command("export")
+def export_command(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write here instead of stdout")
+    ] = None,
+    topic: Annotated[str | None, typer.Option(help="only this topic")] = None,
+) -> None:
+    """Every memory the token may see, as JSONL (one object per line), streamed; the
+    format `memstream import` reads back."""
+    from memstream.cli_common import api_target
+    from memstream.sdk.http import HttpClient, MemstreamError
+    from memstream.sdk.transfer import export_rows
+
+    url, token = api_target(url, token)
+    with HttpClient(url, token) as client:
+        try:
+            if out is None:
+                export_rows(client, sys.stdout, topic=topic)
+            else:
+                with out.open("w", encoding="utf-8") as handle:
+                    count = export_rows(client, handle, topic=topic)
+                typer.echo(f"{count} memories written to {out}", err=True)
+        except MemstreamError as err:
+            raise _fail(str(err)) from err
+
+
+@app.command("mcp")
+def mcp_command(url: UrlOption = None, token: TokenOption = None) -> None:
+    """Serve memstream's MCP tools on stdin/stdout for a local MCP host (Claude Desktop,
+    an IDE): every tool goes through the HTTP API with this token, so it sees and writes
+    exactly what the token may. Logs go to stderr; stdout is the protocol's."""
+    from memstream.cli_common import api_target
+    from memstream.sdk.http import Unauthorized
+    from memstream.services.mcp import run_stdio
+
+    _settings()  # logging to stderr, never stdout
+    url, token = api_target(url, token)
+    try:
+        run_stdio(url, token)
+    except Unauthorized as err:
+        raise _fail(f"the API at {url} refused the token: {err.message}") from err
+    except KeyboardInterrupt:
+        pass
+
+
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
@@ -247,6 +356,46 @@ def token_create(
         typer.echo(store.create(tenant, agent, team or [], clearance or []))
     except InvalidIdentity as err:
         raise _fail(str(err)) from err
+
+
+@token_app.command("list")
+def token_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's tokens")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """The tokens of the running stack's token store: ids and identities, never secrets."""
+    from memstream.cli_common import stack_settings
+    from memstream.services.auth import TokenStore
+
+    settings = stack_settings(Settings())
+    rows = TokenStore(settings.data_dir / "tokens.db").listing(tenant)
+    if as_json:
+        typer.echo(json.dumps({"tokens": rows}))
+        return
+    for row in rows:
+        state = "revoked" if row["revoked"] else "active"
+        teams = ",".join(row["teams"]) or "-"  # type: ignore[arg-type]
+        clearance = ",".join(row["clearance"]) or "-"  # type: ignore[arg-type]
+        typer.echo(
+            f"{row['token_id']}  {state:7}  {row['tenant']}/{row['agent_id']}  "
+            f"teams={teams}  clearance={clearance}  {row['created_at']}"
+        )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(help="a token id (from `token list`) or a whole token")],
+) -> None:
+    """Revoke a token: every later request with it gets 401."""
+    from memstream.cli_common import stack_settings
+    from memstream.services.auth import TokenStore
+
+    settings = stack_settings(Settings())
+    store = TokenStore(settings.data_dir / "tokens.db")
+    token_id = store.token_id_of(token) if token.startswith("ms_") else token
+    if not store.revoke_id(token_id):
+        raise _fail(f"no token {token_id!r} in {settings.data_dir / 'tokens.db'}")
+    typer.echo(f"revoked {token_id}")
 
 
 @schemas_app.command("export")

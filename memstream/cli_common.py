@@ -47,3 +47,30 @@ def stack_settings(settings: Settings) -> Settings:
     if state is not None and resolved.data_dir != settings.data_dir:
         typer.echo(f"using the running stack in {state.data_dir}", err=True)
     return resolved
+
+
+def api_target(url: str | None, token: str | None) -> tuple[str, str]:
+    """(API url, bearer token) for commands that go through the HTTP API: --url, else
+    MEMSTREAM_API_URL, else the running stack's API; --token, else MEMSTREAM_TOKEN. A clear
+    error names what is missing."""
+    import os
+
+    from memstream.stack import find_stack, where_to_look
+
+    settings = Settings()
+    url = url or os.environ.get("MEMSTREAM_API_URL")
+    if not url:
+        state = find_stack(settings)
+        url = state.api_url if state is not None else None
+    if not url:
+        raise fail(
+            f"no API: {where_to_look(settings)}; run `memstream up`, pass --url or set "
+            "MEMSTREAM_API_URL"
+        )
+    token = token or os.environ.get("MEMSTREAM_TOKEN")
+    if not token:
+        raise fail(
+            "no token: pass --token or set MEMSTREAM_TOKEN (make one with "
+            "`memstream token create --tenant T --agent A`)"
+        )
+    return url, token

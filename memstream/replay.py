@@ -385,6 +385,7 @@ class ReplayStats:
     processor_outputs: int = 0
     processor_failures: int = 0
     erased: int = 0
+    deleted: int = 0
 
 
 _UNSET = object()
@@ -402,6 +403,7 @@ class _Pipeline:
         self._stage: Any = None
         self._privacy: Any = _UNSET
         self._keystore: Any = _UNSET
+        self._tombstones: Any = _UNSET
 
     @property
     def stage(self) -> Any:
@@ -463,6 +465,22 @@ class _Pipeline:
             self._keystore = KeyStore(path) if path.exists() else None
         return self._keystore
 
+    @property
+    def tombstones(self) -> Any:
+        """The data dir's tombstones (deleted and expired memories), or None without any."""
+        if self._tombstones is _UNSET:
+            from memstream.store.tombstones import TOMBSTONES_FILE, Tombstones
+
+            path = self.settings.data_dir / TOMBSTONES_FILE
+            self._tombstones = Tombstones(path) if path.exists() else None
+        return self._tombstones
+
+    def deleted(self, tenant: str, memory_id: Any) -> bool:
+        """Whether the memory was deleted (author, admin, time to live): left out, as the
+        live pipeline deleted it."""
+        marks = self.tombstones
+        return marks is not None and bool(marks.deleted(tenant, [memory_id]))
+
     def erased(self, record: Indexed) -> bool:
         """Whether a stored record holds a value of a subject erased since: it is left
         out, as the live pipeline deleted it."""
@@ -489,6 +507,9 @@ class _Pipeline:
                 except InvalidEvent:
                     stats.rejected += 1
                     continue
+                if self.deleted(event.tenant, event.event_id):
+                    stats.deleted += 1
+                    continue
                 inputs.append((message, event))  # type: ignore[arg-type]
             elif message.topic == INDEXED.name:
                 try:
@@ -498,6 +519,8 @@ class _Pipeline:
                     continue
                 if self.erased(record):
                     stats.erased += 1
+                elif self.deleted(record.tenant, record.event_id):
+                    stats.deleted += 1
                 else:
                     pairs.append((message, record))
             else:
@@ -788,6 +811,7 @@ async def replay_async(
         "skipped_other_topics": stats.skipped_other,
         "rejected": stats.rejected,
         "skipped_erased": stats.erased,
+        "skipped_deleted": stats.deleted,
         "memories_written": stats.memories_written,
         "duplicates_merged": stats.duplicates_merged,
         "superseded": stats.superseded,

@@ -47,15 +47,24 @@ class Retriever:
         now: datetime | None = None,
         mode: str = "hybrid",
         only_valid: bool = True,
+        topics: list[str] | None = None,
+        tags: list[str] | None = None,
     ) -> list[ScoredMemory]:
-        """`mode`: `hybrid` (default), `dense` or `lexical` (the baselines)."""
+        """`mode`: `hybrid` (default), `dense` or `lexical` (the baselines); `topics` and
+        `tags` narrow the candidates (any of each list)."""
         now = now or datetime.now(UTC)
         vector = self._embed_query(query, mode) if mode in ("hybrid", "dense") else None
         sparse = query_sparse(query) if mode in ("hybrid", "lexical") else None
         limit = max(self.candidates, k)
         valid_at = now if only_valid else None
         hits = self.store.search(
-            caller, dense=vector, sparse=sparse, limit=limit, valid_at=valid_at
+            caller,
+            dense=vector,
+            sparse=sparse,
+            limit=limit,
+            valid_at=valid_at,
+            topics=topics,
+            tags=tags,
         )
         subjects = named_agents(query, hits) if mode == "hybrid" else frozenset()
         about = without_agents(query, subjects)
@@ -65,7 +74,13 @@ class Retriever:
             # who, so the dense side searches for what.
             vector = self._embed_query(about, mode)
             hits = self.store.search(
-                caller, dense=vector, sparse=sparse, limit=limit, valid_at=valid_at
+                caller,
+                dense=vector,
+                sparse=sparse,
+                limit=limit,
+                valid_at=valid_at,
+                topics=topics,
+                tags=tags,
             )
         if mode == "dense":
             hits = [h for h in hits if h.dense_score is not None]

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_MAJOR = 1
 
 MAX_TEXT_CHARS = 262_144
@@ -194,6 +194,11 @@ class MemoryPayload(_Model):
     metadata: Metadata = Field(default_factory=dict)
     valid_from: Timestamp | None = None
     valid_to: Timestamp | None = None
+    expires_at: Timestamp | None = Field(
+        default=None,
+        description="when the memory expires: it leaves search and deliveries at once, and "
+        "a deletion event on the log removes it (set from `ttl` by the API)",
+    )
 
 
 class FeedbackPayload(_Model):
@@ -244,6 +249,9 @@ class DeliveryPayload(_Model):
     tags: list[Tag] = Field(default_factory=list)
     topic: str | None = None
     redacted: bool = Field(default=False, description="PII was replaced for this recipient")
+    expires_at: Timestamp | None = Field(
+        default=None, description="the memory's expiry: the gateway drops it after that"
+    )
     sealed: dict[str, Any] | None = Field(
         default=None,
         description="personal values sealed per subject (memstream.privacy.shred): on the "
@@ -257,6 +265,14 @@ class ErasurePayload(_Model):
 
     subject_id: Slug
     reason: str | None = Field(default=None, max_length=1024)
+
+
+class DeletionPayload(_Model):
+    """Memories removed by their author, an admin or their time to live. On the log, so a
+    replay honours it: the worker records a tombstone per id, and a replay skips them."""
+
+    memory_ids: list[UUID] = Field(min_length=1, max_length=1000)
+    reason: Literal["deleted", "expired", "imported_over"] = "deleted"
 
 
 class IndexedPayload(_Model):
@@ -274,6 +290,7 @@ class IndexedPayload(_Model):
     metadata: Metadata = Field(default_factory=dict)
     valid_from: Timestamp | None = None
     valid_to: Timestamp | None = None
+    expires_at: Timestamp | None = None
     vector_codec: str = Field(description="how vector_b64 is encoded, e.g. rlm4-384-v1")
     vector_b64: str = Field(description="the compressed embedding, base64")
     usefulness: float = Field(ge=0.0, le=1.0, description="predicted usefulness")
@@ -370,6 +387,11 @@ class Erasure(Event):
     payload: ErasurePayload
 
 
+class Deletion(Event):
+    kind: Literal["deletion"] = "deletion"
+    payload: DeletionPayload
+
+
 class Indexed(Event):
     kind: Literal["indexed"] = "indexed"
     payload: IndexedPayload
@@ -389,13 +411,22 @@ EVENT_MODELS: dict[str, type[Event]] = {
         Subscription,
         Delivery,
         Erasure,
+        Deletion,
         Indexed,
         DeadLetter,
     )
 }
 
 AnyEvent = Annotated[
-    Observation | Memory | Feedback | Subscription | Delivery | Erasure | Indexed | DeadLetter,
+    Observation
+    | Memory
+    | Feedback
+    | Subscription
+    | Delivery
+    | Erasure
+    | Deletion
+    | Indexed
+    | DeadLetter,
     Field(discriminator="kind"),
 ]
 any_event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

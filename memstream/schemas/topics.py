@@ -43,7 +43,11 @@ SUBSCRIPTIONS = TopicSpec(
 )
 INDEXED = TopicSpec("memstream.indexed", "memory id", "what the pipeline stored")
 DELIVERIES = TopicSpec("memstream.deliveries", "tenant/agent id", "memories pushed to subscribers")
-ERASURES = TopicSpec("memstream.erasures", "subject id", "right-to-be-forgotten requests")
+ERASURES = TopicSpec(
+    "memstream.erasures",
+    "subject id or memory id",
+    "right-to-be-forgotten requests and memory deletions (author, admin, expiry)",
+)
 DEAD_LETTER = TopicSpec(
     "memstream.dead-letter", "original key", "rejected events with reason and origin offset"
 )

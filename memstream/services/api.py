@@ -7,7 +7,8 @@ error naming the field and never reach the bus; bodies over the limit get 413.
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
@@ -35,6 +36,7 @@ from memstream.schemas.events import (
     Tag,
     Text,
     new_event_id,
+    utc_now,
 )
 from memstream.schemas.events import (
     Scope as ScopeStr,
@@ -47,8 +49,15 @@ from memstream.schemas.topics import (
     SUBSCRIPTIONS,
 )
 from memstream.services.auth import InvalidToken, TokenStore
-from memstream.services.gateway import InvalidCursor, check_cursor, deliveries_for, sse_stream
+from memstream.services.gateway import (
+    InvalidCursor,
+    check_cursor,
+    deliveries_for,
+    poll_deliveries,
+    sse_stream,
+)
 from memstream.services.http_guard import BodyGuard, CatchAll
+from memstream.services.import_rows import BadRow, export_row, memory_from_row, parse_line
 from memstream.services.ratelimit import RateLimiter
 from memstream.store.base import Caller
 from memstream.streams.privacy_stage import without_secrets
@@ -70,7 +79,30 @@ class Backend(Protocol):
 
     async def publish(self, topic: str, event: Event, key: str) -> None: ...
 
-    async def search(self, caller: Caller, query: str, k: int) -> list[ScoredMemory]: ...
+    async def search(
+        self,
+        caller: Caller,
+        query: str,
+        k: int,
+        topics: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> list[ScoredMemory]: ...
+
+    async def page(
+        self, caller: Caller, limit: int, start: UUID | None, **narrow: Any
+    ) -> tuple[list[Any], UUID | None]: ...
+
+    async def history(self, caller: Caller, memory_id: UUID) -> list[Any]: ...
+
+    async def topics(self, caller: Caller) -> dict[str, int]: ...
+
+    async def delete(self, tenant: str, agent_id: str, ids: list[UUID], reason: str) -> UUID: ...
+
+    def subscriptions_of(self, caller: Caller) -> list[dict[str, Any]]: ...
+
+    async def dead_letter_row(
+        self, caller: Caller, source: str, line: int, data: str, reason: str, detail: str
+    ) -> None: ...
 
     async def stats(self, caller: Caller) -> dict[str, Any]: ...
 
@@ -96,6 +128,9 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+MAX_TTL_S = 10 * 365 * 86400
+
+
 class MemoryIn(_Body):
     text: Text
     scope: ScopeStr = "tenant"
@@ -104,6 +139,44 @@ class MemoryIn(_Body):
     topic: str | None = Field(default=None, max_length=128)
     context: str | None = Field(default=None, max_length=8192)
     supersedes: list[UUID] = Field(default_factory=list, max_length=64)
+    ttl: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TTL_S,
+        description="seconds the memory lives: then it leaves search and deliveries, and a "
+        "deletion event removes it",
+    )
+
+
+class ImportRow(_Body):
+    line: int = Field(ge=1)
+    data: str = Field(max_length=MAX_EVENT_BYTES)
+    size: int | None = Field(
+        default=None,
+        ge=0,
+        description="set by a client that sent only the start of a row "
+        "too large for one request: its real size in bytes (the row is dead-lettered)",
+    )
+
+
+class ImportIn(_Body):
+    rows: list[ImportRow] = Field(min_length=1, max_length=1000)
+    source: str = Field(default="import", max_length=256)
+    default_scope: ScopeStr = "tenant"
+
+
+class ImportOutcome(BaseModel):
+    line: int
+    status: Literal["accepted", "dead_letter"]
+    memory_id: UUID | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+class ImportResult(BaseModel):
+    accepted: int
+    dead_lettered: int
+    rows: list[ImportOutcome]
 
 
 class ObservationIn(_Body):
@@ -155,6 +228,60 @@ class SearchResult(BaseModel):
 
 class SearchResults(BaseModel):
     results: list[SearchResult]
+
+
+class MemoryView(BaseModel):
+    """One memory as its reader may see it."""
+
+    memory_id: UUID
+    text: str
+    agent_id: str
+    scope: str
+    topic: str | None
+    tags: list[str]
+    metadata: dict[str, Any]
+    ts: datetime
+    valid_from: datetime | None
+    valid_to: datetime | None
+    expires_at: datetime | None
+    usefulness: float
+    supersedes: list[UUID]
+
+
+class MemoryPage(BaseModel):
+    memories: list[MemoryView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class MemoryHistory(BaseModel):
+    memory_id: UUID
+    versions: list[MemoryView] = Field(description="the supersession chain, oldest first")
+
+
+class Deliveries(BaseModel):
+    deliveries: list[dict[str, Any]]
+    cursor: str = Field(description="poll again from here")
+
+
+class SubscriptionView(BaseModel):
+    subscription_id: str
+    query: str | None
+    min_score: float
+    filters: dict[str, Any]
+    max_per_minute: int
+    expires_at: datetime | None
+    include_own: bool
+    created_at: datetime
+
+
+class TokenView(BaseModel):
+    token_id: str
+    tenant: str
+    agent_id: str
+    teams: list[str]
+    clearance: list[str]
+    created_at: datetime
+    revoked: bool
 
 
 # --- identity ----------------------------------------------------------------------------------
@@ -218,7 +345,10 @@ def create_api(
         title="memstream",
         version="0.1.0",
         description="Shared memory for AI agents over a message bus.",
+        docs_url=None,  # served below from the swagger-ui-bundle package: no CDN
+        redoc_url=None,
     )
+    _mount_docs(api)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -266,7 +396,10 @@ def create_api(
             tenant=who.tenant,
             agent_id=who.agent_id,
             scope=body.scope,
-            payload=MemoryPayload(**body.model_dump(exclude={"scope"})),
+            payload=MemoryPayload(
+                **body.model_dump(exclude={"scope", "ttl"}),
+                expires_at=utc_now() + timedelta(seconds=body.ttl) if body.ttl else None,
+            ),
         )
         event = without_secrets(event)  # a pasted key never reaches the log
         await publish(MEMORIES.name, event, who.agent_id)
@@ -298,9 +431,12 @@ def create_api(
         who: Identity,
         q: Annotated[str, Query(min_length=1, max_length=4096)],
         k: Annotated[int, Query(ge=1, le=100)] = 10,
+        topic: Annotated[list[str] | None, Query(max_length=32)] = None,
+        tag: Annotated[list[str] | None, Query(max_length=32)] = None,
     ) -> SearchResults:
-        """Hybrid search over the memories this caller may see."""
-        results = await backend.search(who, q, k)
+        """Hybrid search over the memories this caller may see; `topic` and `tag` (each
+        repeatable, any of) narrow it."""
+        results = await backend.search(who, q, k, topics=topic or None, tags=tag or None)
         return SearchResults(
             results=[
                 SearchResult(
@@ -314,6 +450,201 @@ def create_api(
                 for r in results
             ]
         )
+
+    def view(memory: Any, who: Caller) -> MemoryView:
+        return MemoryView(
+            memory_id=memory.memory_id,
+            text=backend.visible_text(memory, who),
+            agent_id=memory.agent_id,
+            scope=memory.scope,
+            topic=memory.topic,
+            tags=memory.tags,
+            metadata={k: v for k, v in memory.metadata.items() if k != "context"},
+            ts=memory.ts,
+            valid_from=memory.valid_from,
+            valid_to=memory.valid_to,
+            expires_at=memory.expires_at,
+            usefulness=round(memory.usefulness, 6),
+            supersedes=[UUID(i) for i in memory.supersedes],
+        )
+
+    async def readable(who: Caller, memory_id: UUID) -> Any:
+        memory = await backend.visible(who, memory_id)
+        if memory is None:
+            raise HTTPException(404, f"no memory {memory_id} visible to this agent")
+        return memory
+
+    @api.get("/v1/memories/{memory_id}", response_model=MemoryView)
+    async def get_memory(memory_id: UUID, who: Identity) -> MemoryView:
+        """One memory, if this caller may see it (404 otherwise: not found and not yours
+        look the same)."""
+        return view(await readable(who, memory_id), who)
+
+    @api.get("/v1/memories", response_model=MemoryPage)
+    async def list_memories(
+        who: Identity,
+        topic: Annotated[str | None, Query(max_length=128)] = None,
+        agent: Annotated[str | None, Query(max_length=128)] = None,
+        tag: Annotated[list[str] | None, Query(max_length=32)] = None,
+        since: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> MemoryPage:
+        """The memories this caller may see, oldest first, a page at a time; narrowed to a
+        topic, an author (`agent`), tags (any of) and a creation time (`since`)."""
+        try:
+            start = UUID(cursor) if cursor else None
+        except ValueError:
+            raise HTTPException(400, f"cursor {cursor[:64]!r} is not one this API gave") from None
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        memories, following = await backend.page(
+            who, limit, start, topic=topic, agent=agent, tags=tag or None, since=since
+        )
+        return MemoryPage(
+            memories=[view(m, who) for m in memories],
+            next_cursor=str(following) if following else None,
+        )
+
+    @api.get("/v1/memories/{memory_id}/history", response_model=MemoryHistory)
+    async def memory_history(memory_id: UUID, who: Identity) -> MemoryHistory:
+        """The versions of a memory: the ones it superseded and the ones that superseded
+        it, oldest first, each with its valid-from and valid-to."""
+        await readable(who, memory_id)
+        chain = await backend.history(who, memory_id)
+        return MemoryHistory(memory_id=memory_id, versions=[view(m, who) for m in chain])
+
+    @api.delete("/v1/memories/{memory_id}", status_code=202, response_model=Accepted)
+    async def delete_memory(memory_id: UUID, who: Identity) -> Accepted:
+        """Delete a memory: its author may, or a token with the admin clearance of its
+        tenant. The deletion is an event on the log (a replay honours it); it leaves search
+        within moments (poll `GET /v1/memories/{id}` for 404)."""
+        memory = await readable(who, memory_id)
+        if memory.agent_id != who.agent_id and "admin" not in who.clearance:
+            raise HTTPException(403, "only the memory's author or an admin may delete it")
+        event_id = await backend.delete(who.tenant, who.agent_id, [memory_id], "deleted")
+        return Accepted(event_id=event_id)
+
+    @api.get("/v1/topics")
+    async def topics(who: Identity) -> dict[str, Any]:
+        """Topics of the memories this caller may see, with exact counts (its own view;
+        `/v1/aggregates` is the differentially private one for sharing)."""
+        return {"topics": await backend.topics(who)}
+
+    @api.get("/v1/export")
+    async def export(
+        who: Identity,
+        topic: Annotated[str | None, Query(max_length=128)] = None,
+        since: datetime | None = None,
+    ) -> StreamingResponse:
+        """Every memory this caller may see as JSON lines (`memstream import` reads them
+        back), streamed a page at a time."""
+
+        async def lines() -> Any:
+            start: UUID | None = None
+            while True:
+                memories, start = await backend.page(who, 500, start, topic=topic, since=since)
+                for memory in memories:
+                    row = export_row(memory, backend.visible_text(memory, who))
+                    yield (json.dumps(row, ensure_ascii=False) + "\n").encode()
+                if start is None:
+                    return
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @api.post("/v1/import", response_model=ImportResult)
+    async def import_rows(body: ImportIn, who: Identity) -> ImportResult:
+        """Bring memories in, a batch of lines at a time (`memstream import` sends them):
+        each row becomes a memory with an id derived from (tenant, its id), so importing a
+        file twice changes nothing; a bad row is dead-lettered with its line number."""
+        outcomes = []
+        for row in body.rows:
+            try:
+                if row.size is not None:
+                    raise BadRow(
+                        "too_large", f"row of {row.size} bytes; the limit is {max_body_bytes}"
+                    )
+                event = without_secrets(
+                    memory_from_row(parse_line(row.data), who, default_scope=body.default_scope)
+                )
+                await publish(MEMORIES.name, event, who.agent_id)
+                outcomes.append(
+                    ImportOutcome(line=row.line, status="accepted", memory_id=event.event_id)
+                )
+            except BadRow as bad:
+                await backend.dead_letter_row(
+                    who, body.source, row.line, row.data, bad.reason, bad.detail
+                )
+                outcomes.append(
+                    ImportOutcome(
+                        line=row.line, status="dead_letter", reason=bad.reason, detail=bad.detail
+                    )
+                )
+        accepted = sum(1 for o in outcomes if o.status == "accepted")
+        return ImportResult(
+            accepted=accepted, dead_lettered=len(outcomes) - accepted, rows=outcomes
+        )
+
+    @api.get("/v1/deliveries", response_model=Deliveries)
+    async def poll(
+        who: Identity,
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        wait_ms: Annotated[int, Query(ge=0, le=30_000)] = 1000,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> Deliveries:
+        """This agent's deliveries after `cursor`, waiting up to `wait_ms` for the first
+        (long polling, for clients without SSE). Without a cursor: from now."""
+        try:
+            await check_cursor(backend.bootstrap, who, cursor)
+        except InvalidCursor as err:
+            raise HTTPException(400, str(err)) from err
+        items, following = await poll_deliveries(
+            backend.bootstrap,
+            who,
+            cursor,
+            wait_s=wait_ms / 1000,
+            limit=limit,
+            reveal=backend.reveal,
+        )
+        return Deliveries(deliveries=items, cursor=following)
+
+    @api.get("/v1/subscriptions", response_model=list[SubscriptionView])
+    async def list_subscriptions(who: Identity) -> list[SubscriptionView]:
+        """The active subscriptions this agent made."""
+        return [SubscriptionView(**v) for v in backend.subscriptions_of(who)]
+
+    @api.delete("/v1/subscriptions", status_code=200)
+    async def unsubscribe_all(who: Identity) -> dict[str, int]:
+        """Cancel every subscription this agent made."""
+        mine = backend.subscriptions_of(who)
+        for view_ in mine:
+            await cancel(who, view_["subscription_id"])
+        return {"cancelled": len(mine)}
+
+    @api.get("/v1/tokens", response_model=list[TokenView])
+    async def list_tokens(who: Identity) -> list[TokenView]:
+        """The tokens of the caller's tenant (admin clearance), never their secrets."""
+        if "admin" not in who.clearance:
+            raise HTTPException(403, "listing tokens needs a token with the admin clearance")
+        return [TokenView(**row) for row in tokens.listing(who.tenant)]  # type: ignore[arg-type]
+
+    @api.delete("/v1/tokens/{token_id}", status_code=204)
+    async def revoke_token(token_id: str, who: Identity, request: Request) -> None:
+        """Revoke a token of the caller's tenant (admin clearance), or the caller's own."""
+        own = token_key(request.headers.get("authorization", "").partition(" ")[2].strip())
+        if token_id != own and "admin" not in who.clearance:
+            raise HTTPException(403, "revoking another token needs the admin clearance")
+        if not tokens.revoke_id(token_id, who.tenant):
+            raise HTTPException(404, "no such token in this tenant")
+
+    async def cancel(who: Caller, subscription_id: str) -> None:
+        event = Subscription(
+            tenant=who.tenant,
+            agent_id=who.agent_id,
+            scope="private",
+            payload=SubscriptionPayload(subscription_id=subscription_id, query="-", active=False),
+        )
+        await publish(SUBSCRIPTIONS.name, event, subscription_id)
 
     @api.post("/v1/subscriptions", response_model=SubscriptionCreated)
     async def subscribe(body: SubscriptionIn, who: Identity) -> SubscriptionCreated:
@@ -338,13 +669,7 @@ def create_api(
         owner = backend.subscription_owner(subscription_id)
         if owner != (who.tenant, who.agent_id):
             raise HTTPException(404, "no such subscription")
-        event = Subscription(
-            tenant=who.tenant,
-            agent_id=who.agent_id,
-            scope="private",
-            payload=SubscriptionPayload(subscription_id=subscription_id, query="-", active=False),
-        )
-        await publish(SUBSCRIPTIONS.name, event, subscription_id)
+        await cancel(who, subscription_id)
 
     @api.get("/v1/stream")
     async def stream(
@@ -426,3 +751,24 @@ def create_api(
     api.add_middleware(BodyGuard, limit=max_body_bytes)
     api.add_middleware(CatchAll)  # outermost: a bug is a JSON 500, never a dropped connection
     return api
+
+
+def _mount_docs(api: FastAPI) -> None:
+    """/docs with Swagger UI's files from the swagger-ui-bundle package (works offline)."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    api.mount(
+        "/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets"
+    )
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs() -> Any:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="memstream API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )

@@ -113,6 +113,40 @@ class TokenStore(SqliteFile):
             raise InvalidToken("invalid token")
         return Caller(row[1], row[2], frozenset(json.loads(row[3])), frozenset(json.loads(row[4])))
 
+    def listing(self, tenant: str | None = None) -> list[dict[str, object]]:
+        """Every token (of `tenant`, when given) without its secret: id, identity, when made,
+        whether revoked."""
+        query = "select id, tenant, agent_id, teams, clearance, created_at, revoked from tokens"
+        args: tuple[str, ...] = ()
+        if tenant is not None:
+            query, args = query + " where tenant = ?", (tenant,)
+        with self._lock:
+            rows = self._db.execute(query + " order by created_at", args).fetchall()
+        return [
+            {
+                "token_id": r[0],
+                "tenant": r[1],
+                "agent_id": r[2],
+                "teams": json.loads(r[3]),
+                "clearance": json.loads(r[4]),
+                "created_at": r[5],
+                "revoked": bool(r[6]),
+            }
+            for r in rows
+        ]
+
+    def revoke_id(self, token_id: str, tenant: str | None = None) -> bool:
+        """Revoke by id (what `listing` shows), only within `tenant` when given; False when no
+        such token."""
+        query, args = "update tokens set revoked = 1 where id = ?", (token_id,)
+        if tenant is not None:
+            query, args = query + " and tenant = ?", (token_id, tenant)
+        with self._write() as db:
+            return db.execute(query, args).rowcount > 0
+
+    def token_id_of(self, token: str) -> str:
+        return token.split("_", 2)[1] if token.count("_") >= 2 else ""
+
     def revoke(self, token: str) -> bool:
         token_id = token.split("_", 2)[1] if token.count("_") >= 2 else ""
         with self._write() as db:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -79,6 +80,8 @@ def may_receive(caller: Caller, delivery: Delivery) -> bool:
     p = delivery.payload
     if delivery.tenant != caller.tenant or p.recipient != caller.agent_id:
         return False
+    if p.expires_at is not None and p.expires_at <= datetime.now(UTC):
+        return False  # the memory's time to live ended: it leaves deliveries too
     return caller.may_see(delivery.tenant, p.memory_scope, p.source_agent)
 
 
@@ -152,6 +155,65 @@ async def deliveries_for(
                         f"{message.partition}:{message.offset}",
                         delivery_view(delivery, caller, reveal),
                     )
+    finally:
+        await consumer.stop()
+
+
+async def poll_deliveries(
+    bootstrap: str,
+    caller: Caller,
+    cursor: str | None,
+    *,
+    wait_s: float = 1.0,
+    limit: int = 100,
+    reveal: Reveal | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """One poll: the caller's deliveries after `cursor` (up to `limit`, waiting at most
+    `wait_s` for the first), and the cursor to poll from next. Without a cursor it starts at
+    the end, so the returned cursor marks "now" (MCP's `poll_deliveries`, the SDKs)."""
+    resume = parse_cursor(cursor)
+    key = delivery_key(caller.tenant, caller.agent_id)
+    partitions = await partition_count(bootstrap, DELIVERIES.name)
+    tp = TopicPartition(DELIVERIES.name, partition_for(key, partitions))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if resume is not None and resume[0] == tp.partition:
+            beginning = (await consumer.beginning_offsets([tp]))[tp]
+            position = min(max(resume[1] + 1, beginning), end)
+        else:
+            position = end
+        consumer.seek(tp, position)
+        last = position - 1
+        out: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while len(out) < limit:
+            remaining = deadline - loop.time()
+            batch = await consumer.getmany(
+                tp, timeout_ms=max(0, int(remaining * 1000)), max_records=500
+            )
+            messages = batch.get(tp, [])
+            for message in messages:
+                if len(out) >= limit:
+                    break
+                last = message.offset
+                if message.key != key or not message.value:
+                    continue
+                try:
+                    delivery = Delivery.model_validate_json(message.value)
+                except ValidationError:
+                    continue
+                if may_receive(caller, delivery):
+                    view = delivery_view(delivery, caller, reveal)
+                    out.append({"cursor": f"{tp.partition}:{message.offset}", **view})
+            if remaining <= 0 or out:
+                break
+        return out, f"{tp.partition}:{last}"
     finally:
         await consumer.stop()
 

@@ -152,6 +152,7 @@ class SubscriptionIndex:
                         topic=payload.topic,
                         redacted=redacted,
                         sealed=payload.sealed,
+                        expires_at=payload.expires_at,
                     ),
                 )
             )

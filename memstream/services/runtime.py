@@ -75,6 +75,7 @@ class WorkerServices:
         self.budget: Any = None  # a memstream.privacy.dp.PrivacyBudget, set by attach_api
         self.subscriptions = SubscriptionIndex(dim=embedder.dim)
         self._owners: dict[str, tuple[str, str]] = {}
+        self._subscription_views: dict[str, dict[str, Any]] = {}
         self.counts = {"indexed": 0, "dead_letter": 0, "deliveries": 0}
         self.dead_by_tenant: dict[str, int] = {}
 
@@ -85,11 +86,108 @@ class WorkerServices:
         )
         await future  # acks=all: the event is on the log before we answer 202
 
-    async def search(self, caller: Caller, query: str, k: int) -> list[ScoredMemory]:
+    async def search(
+        self,
+        caller: Caller,
+        query: str,
+        k: int,
+        topics: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> list[ScoredMemory]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self.executor, lambda: self.retriever.search(caller, query, k)
+            self.executor,
+            lambda: self.retriever.search(caller, query, k, topics=topics, tags=tags),
         )
+
+    async def page(
+        self, caller: Caller, limit: int, start: UUID | None, **narrow: Any
+    ) -> tuple[list[StoredMemory], UUID | None]:
+        """A page of the memories `caller` may read (see `MemoryStore.page`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, lambda: self.store.page(caller, limit, start, **narrow)
+        )
+
+    async def history(self, caller: Caller, memory_id: UUID) -> list[StoredMemory]:
+        """The supersession chain through `memory_id` that `caller` may read, oldest first:
+        the memories it replaced (transitively) and those that replaced it."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._history, caller, memory_id)
+
+    def _history(self, caller: Caller, memory_id: UUID, depth: int = 64) -> list[StoredMemory]:
+        found = self.store.get(caller, [memory_id])
+        if not found:
+            return []
+        chain = {found[0].memory_id: found[0]}
+        frontier = [found[0]]
+        for _ in range(depth):  # back: what each one replaced
+            older = [UUID(i) for m in frontier for i in m.supersedes if UUID(i) not in chain]
+            frontier = self.store.get(caller, older) if older else []
+            if not frontier:
+                break
+            chain.update((m.memory_id, m) for m in frontier)
+        frontier = [found[0]]
+        for _ in range(depth):  # forward: what replaced each one
+            newer = []
+            for memory in frontier:
+                page, _ = self.store.page(caller, 64, None, supersedes=str(memory.memory_id))
+                newer += [m for m in page if m.memory_id not in chain]
+            if not newer:
+                break
+            chain.update((m.memory_id, m) for m in newer)
+            frontier = newer
+        return sorted(chain.values(), key=lambda m: (m.valid_from or m.ts, str(m.memory_id)))
+
+    async def topics(self, caller: Caller) -> dict[str, int]:
+        """Memories per topic among those `caller` may read, exact (its own view)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.store.facet_counts, caller, "topic")
+
+    async def delete(self, tenant: str, agent_id: str, ids: list[UUID], reason: str) -> UUID:
+        """Publish a deletion of these memories of `tenant` (the caller checked the right
+        to delete them); the worker applies it and records tombstones, so a replay agrees."""
+        from memstream.schemas.events import Deletion, DeletionPayload
+        from memstream.schemas.topics import ERASURES
+
+        event = Deletion(
+            tenant=tenant,
+            agent_id=agent_id,
+            scope="private",
+            payload=DeletionPayload(memory_ids=ids, reason=reason),  # type: ignore[arg-type]
+        )
+        await self.publish(ERASURES.name, event, str(ids[0]))
+        return event.event_id
+
+    async def dead_letter_row(
+        self, caller: Caller, source: str, line: int, data: str, reason: str, detail: str
+    ) -> None:
+        """Dead-letter one import row of `caller`'s tenant, naming its line."""
+        from memstream.schemas.topics import DEAD_LETTER
+        from memstream.streams.validate import dead_letter
+
+        letter = dead_letter(
+            reason=reason,
+            detail=f"line {line}: {detail}",
+            stage="import",
+            topic=f"import:{source}"[:256],
+            partition=0,
+            offset=line,
+            key=caller.agent_id.encode(),
+            value=data.encode(),
+        )
+        # the row's own `tenant` field (if any) says nothing: the importer's token does
+        letter = letter.model_copy(update={"tenant": caller.tenant, "parent_ids": []})
+        await self.publish(DEAD_LETTER.name, letter, caller.agent_id)
+        self.note_dead_letter(caller.tenant)
+
+    def subscriptions_of(self, caller: Caller) -> list[dict[str, Any]]:
+        """The active subscriptions `caller` made, as the API lists them."""
+        return [
+            dict(view)
+            for sub_id, view in self._subscription_views.items()
+            if self._owners.get(sub_id) == (caller.tenant, caller.agent_id)
+        ]
 
     async def stats(self, caller: Caller) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -194,6 +292,9 @@ class WorkerServices:
         now = datetime.now(UTC)
         deliveries = []
         for record in records:
+            expires = record.payload.expires_at
+            if expires is not None and expires <= now:
+                continue  # expired already: it leaves deliveries at once
             try:
                 code = np.frombuffer(base64.b64decode(record.payload.vector_b64), dtype=np.uint8)
                 vector = decode_vectors(code.reshape(1, -1))[0]
@@ -233,8 +334,20 @@ class WorkerServices:
         self.subscriptions.upsert(subscription, vector)
         if subscription.payload.active:
             self._owners[sub_id] = (subscription.tenant, subscription.agent_id)
+            p = subscription.payload
+            self._subscription_views[sub_id] = {
+                "subscription_id": sub_id,
+                "query": p.query if isinstance(p.query, str) else None,
+                "min_score": p.min_score,
+                "filters": p.filters.model_dump(),
+                "max_per_minute": p.max_per_minute,
+                "expires_at": p.expires_at.isoformat() if p.expires_at else None,
+                "include_own": p.include_own,
+                "created_at": subscription.ts.isoformat(),
+            }
         else:
             self._owners.pop(sub_id, None)
+            self._subscription_views.pop(sub_id, None)
 
     async def follow_subscriptions(self) -> None:
         """Read every partition of `memstream.subscriptions` from the start, forever: each
@@ -294,6 +407,7 @@ def attach_api(app: faust.App, services: WorkerServices, settings: Settings) -> 
     from memstream.privacy.dp import PrivacyBudget
     from memstream.services.api import create_api
     from memstream.services.auth import TokenStore
+    from memstream.services.mcp import mount_mcp
 
     data_dir = settings.data_dir
     services.budget = PrivacyBudget(
@@ -308,6 +422,7 @@ def attach_api(app: faust.App, services: WorkerServices, settings: Settings) -> 
         rate_per_s=settings.rate_limit_per_s,
         rate_burst=settings.rate_limit_burst,
     )
+    mcp_sessions = mount_mcp(api)  # MCP (streamable HTTP) at /mcp, same tokens
 
     @app.task
     async def serve_api() -> None:
@@ -321,4 +436,5 @@ def attach_api(app: faust.App, services: WorkerServices, settings: Settings) -> 
             )
         )
         log.info("api listening", url=f"http://{settings.api_host}:{settings.web_port}")
-        await server.serve()
+        async with mcp_sessions.run():  # lifespan is off: the MCP sessions start here
+            await server.serve()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -91,6 +91,11 @@ class StoredMemory:
     provenance: list[dict[str, str]] = field(default_factory=list)  # merged duplicates
     sealed: dict[str, Any] | None = None  # personal values, encrypted per subject (shred.py)
     subjects: list[str] = field(default_factory=list)  # subject ids of the sealed values
+    supersedes: list[str] = field(default_factory=list)  # ids of the memories it replaced
+    expires_at: datetime | None = None  # its time to live ends here; None = never
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass
@@ -111,8 +116,17 @@ DENSE = "dense"
 SPARSE = "bm25"
 """Name of the sparse vector (BM25 term weights, IDF applied by the engine)."""
 
-KEYWORD_FIELDS = ("tenant", "agent_id", "scope", "topic", "tags", "memory_id", "subjects")
-DATETIME_FIELDS = ("ts", "valid_from", "valid_to")
+KEYWORD_FIELDS = (
+    "tenant",
+    "agent_id",
+    "scope",
+    "topic",
+    "tags",
+    "memory_id",
+    "subjects",
+    "supersedes",
+)
+DATETIME_FIELDS = ("ts", "valid_from", "valid_to", "expires_at")
 """Indexed payload fields; datetimes are ISO 8601 strings (the engine parses them)."""
 
 
@@ -147,6 +161,8 @@ def memory_to_payload(memory: StoredMemory) -> dict[str, Any]:
         "provenance": [dict(entry) for entry in memory.provenance],
         "sealed": memory.sealed,
         "subjects": list(memory.subjects),
+        "supersedes": list(memory.supersedes),
+        "expires_at": _iso(memory.expires_at),
     }
 
 
@@ -173,6 +189,8 @@ def memory_from_payload(payload: dict[str, Any]) -> StoredMemory:
         provenance=[dict(entry) for entry in payload.get("provenance") or []],
         sealed=payload.get("sealed"),
         subjects=list(payload.get("subjects") or []),
+        supersedes=list(payload.get("supersedes") or []),
+        expires_at=_from_iso(payload.get("expires_at")),
     )
 
 
@@ -221,6 +239,42 @@ def valid_filter(d: FilterDialect, at: datetime) -> Any:
     return d.all([started, not_ended])
 
 
+def unexpired_filter(d: FilterDialect, now: datetime | None = None) -> Any:
+    """No time to live, or one that ends after `now` (default: this instant)."""
+    t = (now or datetime.now(UTC)).isoformat()
+    return d.either([d.empty("expires_at"), d.after("expires_at", t)])
+
+
+def readable_filter(d: FilterDialect, caller: Caller) -> Any:
+    """What a read (get, list, search) may return: visible to `caller` and not expired."""
+    return d.all([access_filter(d, caller), unexpired_filter(d)])
+
+
+def list_filter(
+    d: FilterDialect,
+    caller: Caller,
+    topic: str | None = None,
+    agent: str | None = None,
+    since: datetime | None = None,
+    tags: list[str] | None = None,
+    supersedes: str | None = None,
+) -> Any:
+    """`readable_filter` narrowed to a topic, an author, a creation time, tags, and the
+    memories that replaced a given one (`supersedes`: its id)."""
+    must: list[Any] = [readable_filter(d, caller)]
+    if topic is not None:
+        must.append(d.match("topic", topic))
+    if agent is not None:
+        must.append(d.match("agent_id", agent))
+    if since is not None:
+        must.append(d.after("ts", since.isoformat()))
+    if tags:
+        must.append(d.any("tags", tags))
+    if supersedes is not None:
+        must.append(d.match("supersedes", supersedes))
+    return d.all(must)
+
+
 def search_filter(
     d: FilterDialect,
     caller: Caller,
@@ -229,9 +283,9 @@ def search_filter(
     tags: list[str] | None = None,
     agents: list[str] | None = None,
 ) -> Any:
-    """The access filter plus the optional validity time and topic, tag and agent filters
-    (an empty list does not restrict)."""
-    must: list[Any] = [access_filter(d, caller)]
+    """The access filter (expired memories left out) plus the optional validity time and
+    topic, tag and agent filters (an empty list does not restrict)."""
+    must: list[Any] = [readable_filter(d, caller)]
     if valid_at is not None:
         must.append(valid_filter(d, valid_at))
     if topics:
@@ -379,6 +433,18 @@ class MemoryStore(Protocol):
 
     def get(self, caller: Caller, ids: list[UUID]) -> list[StoredMemory]:
         """The memories among `ids` the caller may see, in the order asked; others omitted."""
+
+    def page(
+        self, caller: Caller, limit: int, start: UUID | None = None, **narrow: Any
+    ) -> tuple[list[StoredMemory], UUID | None]:
+        """Up to `limit` memories `caller` may read, narrowed as `list_filter` allows
+        (topic, agent, since, tags), in id order (UUIDv7, so creation order) from `start`;
+        returns them and the id the next page starts at (None: no more)."""
+        ...
+
+    def expired_ids(self, now: datetime, limit: int) -> list[tuple[str, UUID]]:
+        """(tenant, id) of memories whose time to live has ended, any tenant."""
+        ...
 
     def delete(self, tenant: str, ids: list[UUID]) -> int:
         """Remove the tenant's points among `ids`; returns how many there were."""

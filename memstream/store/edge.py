@@ -29,9 +29,10 @@ from memstream.store.base import (
     ScoredPoint,
     Sparse,
     StoredMemory,
-    access_filter,
+    list_filter,
     memory_from_payload,
     memory_to_payload,
+    readable_filter,
     search_filter,
 )
 
@@ -169,8 +170,8 @@ class EdgeStore(HybridSearch):
         """Append `entry` to the original's provenance; idempotent (an entry already there
         is not added twice, so a re-processed duplicate leaves one record)."""
         payload = self._payload(tenant, original)
-        if payload is None:
-            return False
+        if payload is None or payload.get("expires_at"):
+            return False  # gone, or going: a duplicate of it is kept on its own
         provenance = list(payload.get("provenance") or [])
         if dict(entry) not in provenance:
             provenance.append(dict(entry))
@@ -200,7 +201,7 @@ class EdgeStore(HybridSearch):
         """Memories per value of a keyword field (`topic`, `tags`) among those `caller` may
         see, exact: values of memories it cannot see are neither counted nor listed."""
         response = self.shard.facet(
-            qe.FacetRequest(key, limit=limit, exact=True, filter=access_filter(DIALECT, caller))
+            qe.FacetRequest(key, limit=limit, exact=True, filter=readable_filter(DIALECT, caller))
         )
         return {str(hit.value): int(hit.count) for hit in response.hits}
 
@@ -257,12 +258,31 @@ class EdgeStore(HybridSearch):
         records, _ = self.shard.scroll(
             qe.ScrollRequest(
                 limit=len(ids),
-                filter=qe.Filter(must=[access_filter(DIALECT, caller), _has_ids(ids)]),
+                filter=qe.Filter(must=[readable_filter(DIALECT, caller), _has_ids(ids)]),
                 with_payload=True,
             )
         )
         found = {record.id: memory_from_payload(record.payload) for record in records}
         return [found[i] for i in dict.fromkeys(UUID(str(i)) for i in ids) if i in found]
+
+    def page(
+        self, caller: Caller, limit: int, start: UUID | None = None, **narrow: Any
+    ) -> tuple[list[StoredMemory], UUID | None]:
+        records, next_start = self.shard.scroll(
+            qe.ScrollRequest(
+                limit=limit,
+                offset=start,
+                filter=list_filter(DIALECT, caller, **narrow),
+                with_payload=True,
+            )
+        )
+        memories = [memory_from_payload(r.payload) for r in records]
+        return memories, (UUID(str(next_start)) if next_start is not None else None)
+
+    def expired_ids(self, now: datetime, limit: int) -> list[tuple[str, UUID]]:
+        flt = qe.Filter(must=[DIALECT.before("expires_at", now.isoformat())])
+        records, _ = self.shard.scroll(qe.ScrollRequest(limit=limit, filter=flt, with_payload=True))
+        return [(r.payload["tenant"], UUID(str(r.id))) for r in records]
 
     def count(self, tenant: str | None = None) -> int:
         flt = tenant_filter(tenant) if tenant is not None else None

@@ -33,9 +33,10 @@ from memstream.store.base import (
     ScoredPoint,
     Sparse,
     StoredMemory,
-    access_filter,
+    list_filter,
     memory_from_payload,
     memory_to_payload,
+    readable_filter,
     search_filter,
 )
 
@@ -244,8 +245,8 @@ class QdrantServerStore(HybridSearch):
     def add_provenance(self, tenant: str, original: UUID, entry: dict[str, str]) -> bool:
         """Append `entry` to the original's provenance; idempotent (see EdgeStore)."""
         payload = self._payload(tenant, original)
-        if payload is None:
-            return False
+        if payload is None or payload.get("expires_at"):
+            return False  # gone, or going: a duplicate of it is kept on its own
         provenance = list(payload.get("provenance") or [])
         if dict(entry) not in provenance:
             provenance.append(dict(entry))
@@ -287,7 +288,7 @@ class QdrantServerStore(HybridSearch):
         while True:
             records, offset = self.client.scroll(
                 self.collection,
-                scroll_filter=access_filter(DIALECT, caller),
+                scroll_filter=readable_filter(DIALECT, caller),
                 limit=1000,
                 offset=offset,
                 with_payload=[key],
@@ -356,12 +357,32 @@ class QdrantServerStore(HybridSearch):
             return []
         records, _ = self.client.scroll(
             self.collection,
-            scroll_filter=models.Filter(must=[access_filter(DIALECT, caller), _has_ids(ids)]),
+            scroll_filter=models.Filter(must=[readable_filter(DIALECT, caller), _has_ids(ids)]),
             limit=len(ids),
             with_payload=True,
         )
         found = {UUID(str(r.id)): memory_from_payload(r.payload or {}) for r in records}
         return [found[i] for i in dict.fromkeys(UUID(str(i)) for i in ids) if i in found]
+
+    def page(
+        self, caller: Caller, limit: int, start: UUID | None = None, **narrow: Any
+    ) -> tuple[list[StoredMemory], UUID | None]:
+        records, next_start = self.client.scroll(
+            self.collection,
+            scroll_filter=list_filter(DIALECT, caller, **narrow),
+            limit=limit,
+            offset=str(start) if start is not None else None,
+            with_payload=True,
+        )
+        memories = [memory_from_payload(r.payload or {}) for r in records]
+        return memories, (UUID(str(next_start)) if next_start is not None else None)
+
+    def expired_ids(self, now: datetime, limit: int) -> list[tuple[str, UUID]]:
+        flt = models.Filter(must=[DIALECT.before("expires_at", now.isoformat())])
+        records, _ = self.client.scroll(
+            self.collection, scroll_filter=flt, limit=limit, with_payload=["tenant"]
+        )
+        return [((r.payload or {})["tenant"], UUID(str(r.id))) for r in records]
 
     def count(self, tenant: str | None = None) -> int:
         flt = tenant_filter(tenant) if tenant is not None else None

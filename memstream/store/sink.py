@@ -57,6 +57,8 @@ def to_stored(record: Indexed, recorded_at: datetime) -> StoredMemory:
         models=dict(p.models),
         sealed=p.sealed,
         subjects=list(p.subjects),
+        supersedes=[str(i) for i in p.supersedes],
+        expires_at=p.expires_at,
     )
 
 

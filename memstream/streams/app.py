@@ -16,9 +16,12 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
 
 import faust
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from memstream.logging import get_logger
 from memstream.models.embedding import load_embedder
@@ -26,7 +29,14 @@ from memstream.models.feedback_learner import FeedbackLearner
 from memstream.models.registry import HotSwapScorer, ModelRegistry
 from memstream.models.reputation import ReputationBook
 from memstream.privacy.keystore import KeyStore
-from memstream.schemas.events import Erasure, Feedback, Indexed, Memory, Observation
+from memstream.schemas.events import (
+    Deletion,
+    Erasure,
+    Feedback,
+    Indexed,
+    Memory,
+    Observation,
+)
 from memstream.schemas.topics import (
     CATALOGUE,
     DEAD_LETTER,
@@ -40,6 +50,7 @@ from memstream.services.runtime import WorkerServices, attach_api
 from memstream.settings import Settings
 from memstream.store.sink import write_isolated
 from memstream.store.token_vectors import TokenVectorStore
+from memstream.store.tombstones import TOMBSTONES_FILE, Tombstones
 from memstream.streams.enrich import ModelStage
 from memstream.streams.faust_app import LowLatencyApp
 from memstream.streams.plugins import attach_archive, attach_processors
@@ -192,6 +203,53 @@ def _erase(
     return len(ids)
 
 
+removal_adapter: TypeAdapter[Erasure | Deletion] = TypeAdapter(
+    Annotated[Erasure | Deletion, Field(discriminator="kind")]
+)
+"""What `memstream.erasures` carries: subject erasures and memory deletions."""
+
+
+def _delete(
+    tombstones: Tombstones,
+    keystore: KeyStore,
+    store: object,
+    deletion: Deletion,
+    token_store: TokenVectorStore | None = None,
+) -> int:
+    """Apply a deletion: tombstones first (so a memory still in the pipeline is not stored
+    after it, and a replay leaves it out), then the store, the record keys of the archived
+    raw copies and the kept token vectors; returns how many points were deleted."""
+    ids = list(deletion.payload.memory_ids)
+    tombstones.add(deletion.tenant, ids, deletion.payload.reason, deletion.event_id)
+    deleted = store.delete(deletion.tenant, ids)  # type: ignore[attr-defined]
+    keystore.erase_records(deletion.tenant, [str(i) for i in ids])
+    if token_store is not None:
+        token_store.delete_memories(ids)
+    return int(deleted)
+
+
+class _Reaper:
+    """Publishes a deletion for each memory whose time to live has ended (search and
+    deliveries already leave it out from that instant). Each id is asked for once a minute
+    at most, until its deletion has been applied."""
+
+    def __init__(self, store: object, every_s: float = 60.0) -> None:
+        self.store = store
+        self.every_s = every_s
+        self.asked: dict[UUID, float] = {}
+
+    def due(self, now: datetime, limit: int = 500) -> dict[str, list[UUID]]:
+        """Expired memory ids to delete now, per tenant."""
+        clock = time.monotonic()
+        self.asked = {i: t for i, t in self.asked.items() if clock - t < self.every_s}
+        out: dict[str, list[UUID]] = {}
+        for tenant, memory_id in self.store.expired_ids(now, limit):  # type: ignore[attr-defined]
+            if memory_id not in self.asked:
+                self.asked[memory_id] = clock
+                out.setdefault(tenant, []).append(memory_id)
+        return out
+
+
 def archived_topics() -> list[str]:
     """The catalogue but deliveries: those are derived (a replay re-matches), and hold
     personal values in clear for cleared recipients, which no archive should keep."""
@@ -306,6 +364,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         valuation=stage.scorer.label,
     )
     keystore = KeyStore(settings.data_dir / "keys.db")
+    tombstones = Tombstones(settings.data_dir / TOMBSTONES_FILE)
     privacy = build_privacy_stage(settings, keystore) if settings.pii_enabled else None
     # Three paths, each its own thread, so that none waits behind another: the PII scan
     # (spaCy, one core), the model stage with the store writes (ONNX), and queries (search,
@@ -364,6 +423,24 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             tenant=letter.tenant,
         )
 
+    def without_deleted(
+        valid: list[tuple[faust.types.Message, Memory | Observation]],
+    ) -> list[tuple[faust.types.Message, Memory | Observation]]:
+        """Leave out events whose memory was deleted already (a deletion that overtook its
+        memory, a re-read after a crash, a re-import): the tombstone wins."""
+        by_tenant: dict[str, list[str]] = {}
+        for _, parsed in valid:
+            by_tenant.setdefault(parsed.tenant, []).append(str(parsed.event_id))
+        gone = {
+            (tenant, i)
+            for tenant, ids in by_tenant.items()
+            for i in tombstones.deleted(tenant, ids)
+        }
+        if not gone:
+            return valid
+        log.info("deleted memories not stored again", count=len(gone))
+        return [(m, p) for m, p in valid if (p.tenant, str(p.event_id)) not in gone]
+
     async def handle_batch(messages: list[faust.types.Message]) -> None:
         """Every message of the batch ends stored (and on `indexed`) or dead-lettered with
         its reason: a failure of one event, at any stage, is that event's dead letter."""
@@ -380,6 +457,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 await reject(_processor_error(VALIDATE_STAGE, exc), VALIDATE_STAGE, msg)
                 continue
             valid.append((msg, parsed))
+        valid = without_deleted(valid)
         if not valid:
             return
         if not settings.model_stage_enabled:  # validate-only mode (benchmarks, debugging)
@@ -465,10 +543,27 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         async for event in stream.events():
             msg = event.message
             try:
-                erasure = Erasure.model_validate_json(msg.value or b"")
+                removal = removal_adapter.validate_json(msg.value or b"")
             except ValidationError as exc:
                 await reject(InvalidEvent("invalid_fields", str(exc)[:2000]), "erasure", msg)
                 continue
+            if isinstance(removal, Deletion):
+                try:
+                    deleted = await loop_run(
+                        executor, _delete, tombstones, keystore, store, removal, token_store
+                    )
+                except Exception as exc:
+                    await reject(_processor_error("deletion", exc), "deletion", msg)
+                    continue
+                log.info(
+                    "memories deleted",
+                    tenant=removal.tenant,
+                    reason=removal.payload.reason,
+                    requested=len(removal.payload.memory_ids),
+                    deleted=deleted,
+                )
+                continue
+            erasure = removal
             tenant, subject = erasure.tenant, erasure.payload.subject_id
             try:
                 deleted = await loop_run(
@@ -482,6 +577,18 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     @app.timer(interval=1.0)
     async def optimize_when_idle() -> None:
         await loop_run(executor, optimizer.maybe_optimize_idle)
+
+    reaper = _Reaper(store)
+
+    @app.timer(interval=1.0)
+    async def reap_expired() -> None:
+        """Time to live: a deletion event on the log for each expired memory."""
+        try:
+            due = await loop_run(query_executor, reaper.due, datetime.now(UTC))
+            for tenant, ids in due.items():
+                await services.delete(tenant, "memstream-ttl", ids, "expired")
+        except Exception:  # the next tick tries again; search already hides them
+            log.exception("expiry sweep failed")
 
     @app.task
     async def subscriptions() -> None:

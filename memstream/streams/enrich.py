@@ -123,6 +123,7 @@ class ModelStage:
                     metadata=protected[i].metadata,
                     valid_from=getattr(event.payload, "valid_from", None),
                     valid_to=getattr(event.payload, "valid_to", None),
+                    expires_at=getattr(event.payload, "expires_at", None),
                     vector_codec=CODEC_NAME,
                     vector_b64=base64.b64encode(codes[i].tobytes()).decode(),
                     usefulness=float(np.clip(scores[i], 0.0, 1.0)),
@@ -145,8 +146,9 @@ class ModelStage:
         self, events: list[Source], vectors: np.ndarray, texts: list[str]
     ) -> tuple[np.ndarray, list[str | None]]:
         """Novelty against the tenant's pool and the earlier events of this batch; the id of
-        an older memory of the same tenant and scope at or above `duplicate_cosine` with the
-        same words (`same_words`: an updated value is not a duplicate)."""
+        an older memory of the same tenant, scope, topic and tags (`_merge_key`) at or above
+        `duplicate_cosine` with the same words (`same_words`: an updated value is not a
+        duplicate), never the memory itself nor one it supersedes."""
         novelty = np.ones(len(events), dtype=np.float32)
         duplicate_of: list[str | None] = [None] * len(events)
         by_tenant: dict[str, list[int]] = {}
@@ -156,8 +158,11 @@ class ModelStage:
             pool_vectors, pool_ids, pool_scopes, pool_words = self.pool.get(tenant)
             batch = vectors[rows]
             ids = [str(events[i].event_id) for i in rows]
-            scopes = [events[i].scope for i in rows]
+            scopes = [_merge_key(events[i]) for i in rows]
             words = [word_set(texts[i]) for i in rows]
+            replaces = [
+                {str(u) for u in getattr(events[i].payload, "supersedes", [])} for i in rows
+            ]
             all_ids, all_scopes, all_words = (
                 pool_ids + ids,
                 pool_scopes + scopes,
@@ -166,6 +171,14 @@ class ModelStage:
             # against the pool and the batch apart: stacking them would copy the pool
             to_pool, to_batch = batch @ pool_vectors.T, batch @ batch.T
             n_pool = len(pool_ids)
+            # an event seen before (a re-import, a re-read after a crash) is not its own
+            # neighbour: it keeps the novelty, and so the value, it was first given
+            where = {pid: k for k, pid in enumerate(pool_ids)} if n_pool else {}
+            if where:
+                for j, event_id in enumerate(ids):
+                    k = where.get(event_id)
+                    if k is not None:
+                        to_pool[j, k] = -1.0
             for j, i in enumerate(rows):
                 # the pool, then this batch's earlier events
                 earlier = np.concatenate([to_pool[j], to_batch[j, :j]])
@@ -178,13 +191,19 @@ class ModelStage:
                     if all_scopes[best] != scopes[j] or not same_words(all_words[best], words[j]):
                         continue
                     target = all_ids[best]
+                    if target == ids[j]:
+                        continue  # itself, seen before (a re-import, a re-read): not a copy
+                    if target in replaces[j]:
+                        continue  # a new version is never a copy of the one it replaces
                     # point at the original, not at another duplicate of it
                     if best >= n_pool and duplicate_of[rows[best - n_pool]] is not None:
                         target = duplicate_of[rows[best - n_pool]]  # type: ignore[assignment]
                     duplicate_of[i] = target
                     break
             # duplicates merge into their original, which already stands for them
-            keep = [j for j, i in enumerate(rows) if duplicate_of[i] is None]
+            keep = [
+                j for j, i in enumerate(rows) if duplicate_of[i] is None and ids[j] not in where
+            ]
             self.pool.add(
                 tenant,
                 batch[keep],
@@ -193,3 +212,12 @@ class ModelStage:
                 [words[j] for j in keep],
             )
         return novelty, duplicate_of
+
+
+def _merge_key(event: Source) -> str:
+    """What two memories must share to be merged as duplicates, besides their words: the
+    scope (who may read them), the topic and the tags (where and as what they were filed),
+    so a fact filed twice under different labels keeps both."""
+    payload = event.payload
+    tags = ",".join(sorted(getattr(payload, "tags", [])))
+    return f"{event.scope}\x00{getattr(payload, 'topic', None) or ''}\x00{tags}"

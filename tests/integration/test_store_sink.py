@@ -14,6 +14,7 @@ from memstream.schemas import Memory
 from memstream.schemas.topics import MEMORIES
 from memstream.stack import spawn_worker, stop_process
 from memstream.store import Caller, open_store
+from tests.integration.conftest import start_group_at_end
 
 
 def _start(broker: BrokerHandle, data_dir: Path, group: str):
@@ -76,13 +77,16 @@ async def test_sink_is_complete_and_idempotent_across_a_full_replay(
             tenant=tenant, agent_id="writer", payload={"text": text, "supersedes": supersedes or []}
         )
 
+    groups = (f"sink-a-{tenant}", f"sink-b-{tenant}")
+    for group in groups:  # both start where this test's events begin, not at the session's
+        await start_group_at_end(topics.bootstrap, group)
     facts = [memory(f"fact {i}: the cache node {i} has {i * 8} GB") for i in range(20)]
     dup = memory("fact 3: the cache node 3 has 24 GB")  # shared again, word for word
     newer = memory("fact 0: the cache node 0 was retired", [facts[0].event_id])
     last = await _publish(topics.bootstrap, [*facts, dup, newer])
     ids = [str(f.event_id) for f in facts]
 
-    for group in (f"sink-a-{tenant}", f"sink-b-{tenant}"):  # b: a fresh group re-reads all
+    for group in groups:  # b: a second group re-reads all of it into the same store
         worker = _start(topics, tmp_path, group)
         try:
             await _wait_consumed(topics.bootstrap, group, last)

@@ -69,6 +69,7 @@ def test_every_kind_has_a_model_and_a_schema_file() -> None:
         "subscription",
         "delivery",
         "erasure",
+        "deletion",
         "indexed",
         "dead_letter",
     }

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from memstream.schemas import Memory, Observation
+from memstream.schemas import SCHEMA_VERSION, Memory, Observation
 from memstream.schemas.topics import MEMORIES, OBSERVATIONS
 from memstream.streams.validate import (
     DEAD_LETTER_KEEP_BYTES,
@@ -18,6 +18,7 @@ from memstream.streams.validate import (
 )
 
 VALID = Memory(tenant="acme", agent_id="a1", payload={"text": "hello"}).to_json()
+CURRENT = f'"{SCHEMA_VERSION}"'.encode()
 
 
 def _reason(value: bytes | None, topic: str = MEMORIES.name, limit: int = 1_048_576) -> str:
@@ -49,7 +50,7 @@ def test_valid_observation_passes_on_its_topic() -> None:
         (b"[1]", "not_object"),
         (b'"text"', "not_object"),
         (b"{}", "invalid_fields"),
-        (VALID.replace(b'"1.0"', b'"7.3"'), "unsupported_schema_version"),
+        (VALID.replace(CURRENT, b'"7.3"'), "unsupported_schema_version"),
         (VALID.replace(b'"hello"', b"12"), "invalid_fields"),
     ],
 )
@@ -63,7 +64,7 @@ def test_oversize_is_checked_before_parsing() -> None:
 
 
 def test_minor_version_bump_is_accepted() -> None:
-    assert validate_event(VALID.replace(b'"1.0"', b'"1.9"'), MEMORIES.name).kind == "memory"
+    assert validate_event(VALID.replace(CURRENT, b'"1.9"'), MEMORIES.name).kind == "memory"
 
 
 def test_detail_names_the_missing_field() -> None:

@@ -1,0 +1,35 @@
+"""Clients: the HTTP SDK (`HttpClient`, `AsyncHttpClient`) for agents anywhere."""
+
+from memstream.sdk.http import (
+    AsyncHttpClient,
+    DeliveredMemory,
+    Forbidden,
+    HttpClient,
+    InvalidRequest,
+    MemoryPage,
+    MemoryRecord,
+    MemstreamError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    SearchHit,
+    SubscriptionInfo,
+    Unauthorized,
+)
+
+__all__ = [
+    "AsyncHttpClient",
+    "DeliveredMemory",
+    "Forbidden",
+    "HttpClient",
+    "InvalidRequest",
+    "MemoryPage",
+    "MemoryRecord",
+    "MemstreamError",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "SearchHit",
+    "SubscriptionInfo",
+    "Unauthorized",
+]
