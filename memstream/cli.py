@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -344,6 +345,16 @@ def token_create(
             help="pii: may see personal data; admin: may erase subjects of its tenant (repeat)"
         ),
     ] = None,
+    ttl: Annotated[
+        float | None, typer.Option(help="seconds until the token expires (default: never)")
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="what it may do: read, write, subscribe, admin (repeat; default: read, "
+            "write, subscribe, and admin with the admin clearance)"
+        ),
+    ] = None,
 ) -> None:
     """Print a new token for this identity, and nothing else (only its hash is kept).
     Written to the token store of the running stack, else of MEMSTREAM_DATA_DIR."""
@@ -353,7 +364,9 @@ def token_create(
     settings = stack_settings(Settings())
     store = TokenStore(settings.data_dir / "tokens.db")
     try:
-        typer.echo(store.create(tenant, agent, team or [], clearance or []))
+        typer.echo(
+            store.create(tenant, agent, team or [], clearance or [], ttl_s=ttl, scopes=scope)
+        )
     except InvalidIdentity as err:
         raise _fail(str(err)) from err
 
@@ -376,9 +389,11 @@ def token_list(
         state = "revoked" if row["revoked"] else "active"
         teams = ",".join(row["teams"]) or "-"  # type: ignore[arg-type]
         clearance = ",".join(row["clearance"]) or "-"  # type: ignore[arg-type]
+        scopes = ",".join(row["scopes"])  # type: ignore[arg-type]
+        expires = f"  expires {row['expires_at']}" if row["expires_at"] else ""
         typer.echo(
             f"{row['token_id']}  {state:7}  {row['tenant']}/{row['agent_id']}  "
-            f"teams={teams}  clearance={clearance}  {row['created_at']}"
+            f"teams={teams}  clearance={clearance}  scopes={scopes}  {row['created_at']}{expires}"
         )
 
 
@@ -835,6 +850,51 @@ def bench_up(
     _settings()
     result = run_up_bench(tuple(b.strip() for b in brokers.split(",")), repeats)
     _emit("up", result, save=save, as_json=as_json)
+
+
+@bench_app.command("load")
+def bench_load(
+    url: Annotated[str, typer.Option(help="the API of a running stack (local only)")] = (
+        "http://127.0.0.1:8700"
+    ),
+    clients: Annotated[int, typer.Option(help="agents, each with its own token and stream")] = 8,
+    seconds: Annotated[float, typer.Option(help="how long to drive the API")] = 60.0,
+    rate: Annotated[float, typer.Option(help="writes per second, all clients together")] = 10.0,
+    searches_per_write: Annotated[int, typer.Option(help="searches after each write")] = 2,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """A steady mix of writes, searches and streams against a running API: achieved rates,
+    p50/p99 per route, errors, and whether every acknowledged write was indexed (exit 1
+    on any error or missing write). Tokens are made in the stack's token store."""
+    from rich.progress import Progress
+
+    from memstream.bench.load import run_load
+    from memstream.cli_common import stack_settings
+    from memstream.services.auth import TokenStore
+
+    if clients < 1 or seconds <= 0 or rate <= 0:
+        raise _fail("--clients, --seconds and --rate must be positive")
+    settings = stack_settings(Settings())
+    store = TokenStore(settings.data_dir / "tokens.db")
+    tenant = f"load-{uuid.uuid4().hex[:6]}"
+    tokens = [store.create(tenant, f"agent-{i}") for i in range(clients)]
+    with Progress(disable=as_json, transient=True) as bar:
+        task = bar.add_task("load (writes acknowledged)", total=int(rate * seconds))
+        try:
+            result = run_load(
+                url,
+                tokens,
+                seconds=seconds,
+                rate=rate,
+                searches_per_write=searches_per_write,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+        except ValueError as err:
+            raise _fail(str(err)) from err
+    _emit("load", result, save=save, as_json=as_json)
+    if result["errors_total"] or result["writes_missing"]:
+        raise typer.Exit(code=1)
 
 
 @bench_app.command("fuzz")

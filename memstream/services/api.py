@@ -7,7 +7,10 @@ error naming the field and never reach the bus; bodies over the limit get 413.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
@@ -50,6 +53,7 @@ from memstream.schemas.topics import (
 )
 from memstream.services.auth import InvalidToken, TokenStore
 from memstream.services.gateway import (
+    CHECK_S,
     InvalidCursor,
     check_cursor,
     deliveries_for,
@@ -282,6 +286,8 @@ class TokenView(BaseModel):
     clearance: list[str]
     created_at: datetime
     revoked: bool
+    expires_at: datetime | None
+    scopes: list[str]
 
 
 # --- identity ----------------------------------------------------------------------------------
@@ -326,6 +332,23 @@ def require_member(who: Caller, scope: str) -> None:
 
 
 Identity = Annotated[Caller, Depends(current_caller)]
+
+
+def _scoped(scope: str) -> Any:
+    def caller_with(who: Identity) -> Caller:
+        if scope not in who.scopes:
+            raise HTTPException(403, f"this token's scopes do not include {scope!r}")
+        return who
+
+    caller_with.__name__ = f"caller_with_{scope}"
+    return Depends(caller_with)
+
+
+Reader = Annotated[Caller, _scoped("read")]
+Writer = Annotated[Caller, _scoped("write")]
+Subscriber = Annotated[Caller, _scoped("subscribe")]
+Administrator = Annotated[Caller, _scoped("admin")]
+"""A caller whose token has that scope (403 otherwise)."""
 
 
 # --- the app -----------------------------------------------------------------------------------
@@ -388,7 +411,7 @@ def create_api(
         PUBLISHED.labels(event.kind).inc()
 
     @api.post("/v1/memories", status_code=202, response_model=Accepted)
-    async def post_memory(body: MemoryIn, who: Identity) -> Accepted:
+    async def post_memory(body: MemoryIn, who: Writer) -> Accepted:
         """Share a memory; it is validated, scrubbed, embedded and indexed asynchronously.
         A `team:<x>` scope needs membership of team x (403 otherwise)."""
         require_member(who, body.scope)
@@ -406,7 +429,7 @@ def create_api(
         return Accepted(event_id=event.event_id)
 
     @api.post("/v1/observations", status_code=202, response_model=Accepted)
-    async def post_observation(body: ObservationIn, who: Identity) -> Accepted:
+    async def post_observation(body: ObservationIn, who: Writer) -> Accepted:
         require_member(who, body.scope)
         payload = ObservationPayload(**body.model_dump(exclude={"scope"}))
         event = without_secrets(
@@ -416,7 +439,7 @@ def create_api(
         return Accepted(event_id=event.event_id)
 
     @api.post("/v1/feedback", status_code=202, response_model=Accepted)
-    async def post_feedback(body: FeedbackIn, who: Identity) -> Accepted:
+    async def post_feedback(body: FeedbackIn, who: Writer) -> Accepted:
         """How useful a memory was; only on a memory the caller may see (404 otherwise)."""
         if await backend.visible(who, body.memory_id) is None:
             raise HTTPException(404, f"no memory {body.memory_id} visible to this agent")
@@ -428,7 +451,7 @@ def create_api(
 
     @api.get("/v1/search", response_model=SearchResults)
     async def search(
-        who: Identity,
+        who: Reader,
         q: Annotated[str, Query(min_length=1, max_length=4096)],
         k: Annotated[int, Query(ge=1, le=100)] = 10,
         topic: Annotated[list[str] | None, Query(max_length=32)] = None,
@@ -475,14 +498,14 @@ def create_api(
         return memory
 
     @api.get("/v1/memories/{memory_id}", response_model=MemoryView)
-    async def get_memory(memory_id: UUID, who: Identity) -> MemoryView:
+    async def get_memory(memory_id: UUID, who: Reader) -> MemoryView:
         """One memory, if this caller may see it (404 otherwise: not found and not yours
         look the same)."""
         return view(await readable(who, memory_id), who)
 
     @api.get("/v1/memories", response_model=MemoryPage)
     async def list_memories(
-        who: Identity,
+        who: Reader,
         topic: Annotated[str | None, Query(max_length=128)] = None,
         agent: Annotated[str | None, Query(max_length=128)] = None,
         tag: Annotated[list[str] | None, Query(max_length=32)] = None,
@@ -507,7 +530,7 @@ def create_api(
         )
 
     @api.get("/v1/memories/{memory_id}/history", response_model=MemoryHistory)
-    async def memory_history(memory_id: UUID, who: Identity) -> MemoryHistory:
+    async def memory_history(memory_id: UUID, who: Reader) -> MemoryHistory:
         """The versions of a memory: the ones it superseded and the ones that superseded
         it, oldest first, each with its valid-from and valid-to."""
         await readable(who, memory_id)
@@ -515,7 +538,7 @@ def create_api(
         return MemoryHistory(memory_id=memory_id, versions=[view(m, who) for m in chain])
 
     @api.delete("/v1/memories/{memory_id}", status_code=202, response_model=Accepted)
-    async def delete_memory(memory_id: UUID, who: Identity) -> Accepted:
+    async def delete_memory(memory_id: UUID, who: Writer) -> Accepted:
         """Delete a memory: its author may, or a token with the admin clearance of its
         tenant. The deletion is an event on the log (a replay honours it); it leaves search
         within moments (poll `GET /v1/memories/{id}` for 404)."""
@@ -526,14 +549,14 @@ def create_api(
         return Accepted(event_id=event_id)
 
     @api.get("/v1/topics")
-    async def topics(who: Identity) -> dict[str, Any]:
+    async def topics(who: Reader) -> dict[str, Any]:
         """Topics of the memories this caller may see, with exact counts (its own view;
         `/v1/aggregates` is the differentially private one for sharing)."""
         return {"topics": await backend.topics(who)}
 
     @api.get("/v1/export")
     async def export(
-        who: Identity,
+        who: Reader,
         topic: Annotated[str | None, Query(max_length=128)] = None,
         since: datetime | None = None,
     ) -> StreamingResponse:
@@ -553,7 +576,7 @@ def create_api(
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @api.post("/v1/import", response_model=ImportResult)
-    async def import_rows(body: ImportIn, who: Identity) -> ImportResult:
+    async def import_rows(body: ImportIn, who: Writer) -> ImportResult:
         """Bring memories in, a batch of lines at a time (`memstream import` sends them):
         each row becomes a memory with an id derived from (tenant, its id), so importing a
         file twice changes nothing; a bad row is dead-lettered with its line number."""
@@ -587,7 +610,7 @@ def create_api(
 
     @api.get("/v1/deliveries", response_model=Deliveries)
     async def poll(
-        who: Identity,
+        who: Subscriber,
         cursor: Annotated[str | None, Query(max_length=64)] = None,
         wait_ms: Annotated[int, Query(ge=0, le=30_000)] = 1000,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -609,12 +632,12 @@ def create_api(
         return Deliveries(deliveries=items, cursor=following)
 
     @api.get("/v1/subscriptions", response_model=list[SubscriptionView])
-    async def list_subscriptions(who: Identity) -> list[SubscriptionView]:
+    async def list_subscriptions(who: Subscriber) -> list[SubscriptionView]:
         """The active subscriptions this agent made."""
         return [SubscriptionView(**v) for v in backend.subscriptions_of(who)]
 
     @api.delete("/v1/subscriptions", status_code=200)
-    async def unsubscribe_all(who: Identity) -> dict[str, int]:
+    async def unsubscribe_all(who: Subscriber) -> dict[str, int]:
         """Cancel every subscription this agent made."""
         mine = backend.subscriptions_of(who)
         for view_ in mine:
@@ -622,7 +645,7 @@ def create_api(
         return {"cancelled": len(mine)}
 
     @api.get("/v1/tokens", response_model=list[TokenView])
-    async def list_tokens(who: Identity) -> list[TokenView]:
+    async def list_tokens(who: Administrator) -> list[TokenView]:
         """The tokens of the caller's tenant (admin clearance), never their secrets."""
         if "admin" not in who.clearance:
             raise HTTPException(403, "listing tokens needs a token with the admin clearance")
@@ -647,7 +670,7 @@ def create_api(
         await publish(SUBSCRIPTIONS.name, event, subscription_id)
 
     @api.post("/v1/subscriptions", response_model=SubscriptionCreated)
-    async def subscribe(body: SubscriptionIn, who: Identity) -> SubscriptionCreated:
+    async def subscribe(body: SubscriptionIn, who: Subscriber) -> SubscriptionCreated:
         """A standing query: matching new memories are pushed to this agent."""
         sub_id = f"sub-{new_event_id().hex}"
         event = Subscription(
@@ -665,52 +688,95 @@ def create_api(
         return SubscriptionCreated(subscription_id=sub_id)
 
     @api.delete("/v1/subscriptions/{subscription_id}", status_code=204)
-    async def unsubscribe(subscription_id: str, who: Identity) -> None:
+    async def unsubscribe(subscription_id: str, who: Subscriber) -> None:
         owner = backend.subscription_owner(subscription_id)
         if owner != (who.tenant, who.agent_id):
             raise HTTPException(404, "no such subscription")
         await cancel(who, subscription_id)
 
+    def still_valid(token: str) -> Callable[[], bool]:
+        """Whether `token` still verifies (not revoked, not expired): asked every CHECK_S (0.5 s)
+        by every open stream, which ends when it no longer does."""
+
+        def check() -> bool:
+            try:
+                tokens.verify(token)
+                return True
+            except InvalidToken:
+                return False
+
+        return check
+
     @api.get("/v1/stream")
     async def stream(
-        who: Identity,
+        who: Subscriber,
+        request: Request,
         last_event_id: Annotated[str | None, Header()] = None,
         cursor: str | None = None,
     ) -> StreamingResponse:
-        """Server-sent events of this agent's deliveries; resume with Last-Event-ID."""
+        """Server-sent events of this agent's deliveries; resume with Last-Event-ID. The
+        stream ends within a second of the token's revocation or expiry."""
         resume = last_event_id or cursor
         try:
             await check_cursor(backend.bootstrap, who, resume)
         except InvalidCursor as err:
             raise HTTPException(400, str(err)) from err
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
         return StreamingResponse(
-            sse_stream(backend.bootstrap, who, resume, backend.reveal),
+            sse_stream(backend.bootstrap, who, resume, backend.reveal, still_valid(token)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     @api.websocket("/v1/ws")
-    async def websocket(ws: WebSocket, token: str, cursor: str | None = None) -> None:
-        """The same deliveries over a WebSocket: `?token=...&cursor=...`."""
+    async def websocket(ws: WebSocket, token: str | None = None, cursor: str | None = None) -> None:
+        """The same deliveries over a WebSocket. The token, best kept out of URLs (logs
+        keep them): the subprotocol `bearer.<token>`, else a first message
+        `{"token": "..."}` within 5 s, else `?token=`. Closes with 4401 for a bad token and
+        within a second of its revocation or expiry; 4403 without the subscribe scope."""
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+        chosen = next((p for p in offered if p.startswith("bearer.")), None)
+        if chosen is not None:
+            token = chosen[len("bearer.") :]
+        if token is None:  # the first message carries it
+            await ws.accept()
+            try:
+                first = await asyncio.wait_for(ws.receive_json(), timeout=5.0)
+                token = str(first.get("token", "")) if isinstance(first, dict) else ""
+            except Exception:
+                token = ""
         try:
             who = tokens.verify(token)
         except InvalidToken:
-            await ws.close(code=4401)
+            await ws.close(code=4401)  # before the handshake: the client sees HTTP 403
+            return
+        if chosen is not None or ws.client_state.name == "CONNECTING":
+            await ws.accept(subprotocol=chosen)
+        if "subscribe" not in who.scopes:
+            await ws.close(code=4403)
             return
         try:
             await check_cursor(backend.bootstrap, who, cursor)
         except InvalidCursor:
             await ws.close(code=4400)
             return
-        await ws.accept()
-        async for item in deliveries_for(backend.bootstrap, who, cursor, reveal=backend.reveal):
+        valid = still_valid(token)
+        checked = time.monotonic()
+        async for item in deliveries_for(
+            backend.bootstrap, who, cursor, idle_s=CHECK_S, reveal=backend.reveal
+        ):
+            if time.monotonic() - checked >= CHECK_S:
+                checked = time.monotonic()
+                if not valid():
+                    await ws.close(code=4401)
+                    return
             if item is not None:
                 await ws.send_json({"cursor": item[0], "delivery": item[1]})
 
     @api.get("/v1/aggregates/{field}")
     async def aggregates(
         field: Literal["topic", "tags"],
-        who: Identity,
+        who: Reader,
         epsilon: Annotated[float, Query(ge=MIN_EPSILON, le=10)] = 0.1,
     ) -> dict[str, Any]:
         """Memories per topic or tag among those the caller may see, with differential
@@ -725,7 +791,7 @@ def create_api(
         return {"field": field, "epsilon": epsilon, "counts": counts}
 
     @api.post("/v1/erasures", status_code=202)
-    async def post_erasures(body: ErasureIn, who: Identity) -> dict[str, Any]:
+    async def post_erasures(body: ErasureIn, who: Administrator) -> dict[str, Any]:
         """Forget data subjects of the caller's tenant (as `memstream erase`); needs a token
         with the `admin` clearance. 503 where this worker keeps no key store."""
         if "admin" not in who.clearance:
@@ -737,7 +803,7 @@ def create_api(
         return {"erasures": erasures}
 
     @api.get("/v1/stats")
-    async def stats(who: Identity) -> dict[str, Any]:
+    async def stats(who: Reader) -> dict[str, Any]:
         return await backend.stats(who)
 
     @api.get("/healthz")

@@ -32,6 +32,8 @@ from memstream.store.base import Caller
 from memstream.streams.admin import partition_count
 
 HEARTBEAT_S = 15.0
+CHECK_S = 0.5
+"""How often an open stream asks whether its token still verifies (revoked, expired)."""
 MAX_OFFSET = 2**62
 """Largest resumable offset: far beyond any real log, far below Kafka's int64 limit."""
 
@@ -219,13 +221,30 @@ async def poll_deliveries(
 
 
 async def sse_stream(
-    bootstrap: str, caller: Caller, cursor: str | None, reveal: Reveal | None = None
+    bootstrap: str,
+    caller: Caller,
+    cursor: str | None,
+    reveal: Reveal | None = None,
+    still_valid: Callable[[], bool] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Server-sent events: `id:` is the cursor to resume from."""
+    """Server-sent events: `id:` is the cursor to resume from. With `still_valid`, asked
+    every CHECK_S, the stream ends as soon as it answers False (a revoked or expired
+    token); a heartbeat comment goes out every HEARTBEAT_S."""
     yield b": connected\n\n"
-    async for item in deliveries_for(bootstrap, caller, cursor, reveal=reveal):
+    loop = asyncio.get_running_loop()
+    checked = beat = loop.time()
+    async for item in deliveries_for(
+        bootstrap, caller, cursor, idle_s=CHECK_S if still_valid else HEARTBEAT_S, reveal=reveal
+    ):
+        now = loop.time()
+        if still_valid is not None and now - checked >= CHECK_S:
+            checked = now
+            if not still_valid():
+                return
         if item is None:
-            yield b": heartbeat\n\n"
+            if still_valid is None or now - beat >= HEARTBEAT_S:
+                beat = now
+                yield b": heartbeat\n\n"
             continue
         event_cursor, delivery = item
         data = json.dumps(delivery, separators=(",", ":"))

@@ -32,6 +32,9 @@ class Caller:
     agent_id: str
     teams: frozenset[str] = frozenset()
     clearance: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset({"read", "write", "subscribe"})
+    """What the token may do (`read`, `write`, `subscribe`, `admin`); never widens what it
+    may see, which the identity above decides."""
 
     def may_see(self, tenant: str, scope: str, agent_id: str) -> bool:
         """The rule in Python, for checks and tests; backends express it as a filter."""

@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +91,19 @@ async def test_three_nodes_replicate_and_serve(kafka3: BrokerHandle) -> None:
     finally:
         await consumer.stop()
     assert (record.key, record.value, record.offset) == (b"k", b"hello", meta.offset)
+
+
+def test_a_relative_data_dir_keeps_the_log_where_it_says(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make up` runs with the default data dir `.memstream`, a relative path: each JVM runs
+    in its node directory, so a relative `log.dirs` sent the log elsewhere and the node
+    exited at start-up (found by following the README)."""
+    monkeypatch.chdir(tmp_path)
+    handle = start_kafka(nodes=1, data_dir=Path(".memstream/kafka"), fast_start=True)
+    try:
+        assert (tmp_path / ".memstream/kafka/node-0/data/meta.properties").exists()
+        config = (tmp_path / ".memstream/kafka/node-0/server.properties").read_text()
+        assert f"log.dirs={tmp_path}/.memstream/kafka/node-0/data" in config
+    finally:
+        handle.stop()

@@ -564,7 +564,9 @@ def start_kafka(
             _require_free(p)
 
     own_dir = data_dir is None
+    # absolute: each JVM runs in its node directory, where a relative log.dirs would land
     root = Path(tempfile.mkdtemp(prefix="memstream-kafka-")) if data_dir is None else Path(data_dir)
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     saved = _load_layout(root, nodes)
     if saved is not None:  # a cluster formatted before: same ids, same controller ports
