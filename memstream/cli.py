@@ -403,14 +403,14 @@ def token_revoke(
 ) -> None:
     """Revoke a token: every later request with it gets 401."""
     from memstream.cli_common import stack_settings
-    from memstream.services.auth import TokenStore
+    from memstream.services.auth import TokenStore, token_id
 
     settings = stack_settings(Settings())
     store = TokenStore(settings.data_dir / "tokens.db")
-    token_id = store.token_id_of(token) if token.startswith("ms_") else token
-    if not store.revoke_id(token_id):
-        raise _fail(f"no token {token_id!r} in {settings.data_dir / 'tokens.db'}")
-    typer.echo(f"revoked {token_id}")
+    which = token_id(token) if token.startswith("ms_") else token
+    if not store.revoke_id(which):
+        raise _fail(f"no token {which!r} in {settings.data_dir / 'tokens.db'}")
+    typer.echo(f"revoked {which}")
 
 
 @schemas_app.command("export")

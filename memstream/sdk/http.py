@@ -26,51 +26,18 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel
 
+from memstream.schemas.answers import MemoryPage, MemoryView, SearchResult, SubscriptionView
+
 Outcome = Literal["used", "helped", "wrong", "ignored"]
 
 
 # --- results -----------------------------------------------------------------------------------
 
 
-class SearchHit(BaseModel):
-    memory_id: UUID
-    text: str
-    score: float
-    agent_id: str
-    scope: str
-    tags: list[str]
-
-
-class MemoryRecord(BaseModel):
-    memory_id: UUID
-    text: str
-    agent_id: str
-    scope: str
-    topic: str | None
-    tags: list[str]
-    metadata: dict[str, Any]
-    ts: datetime
-    valid_from: datetime | None
-    valid_to: datetime | None
-    expires_at: datetime | None
-    usefulness: float
-    supersedes: list[UUID]
-
-
-class MemoryPage(BaseModel):
-    memories: list[MemoryRecord]
-    next_cursor: str | None
-
-
-class SubscriptionInfo(BaseModel):
-    subscription_id: str
-    query: str | None
-    min_score: float
-    filters: dict[str, Any]
-    max_per_minute: int
-    expires_at: datetime | None
-    include_own: bool
-    created_at: datetime
+# the API's own answer models (schemas/answers.py), under the names the SDK gives them
+SearchHit = SearchResult
+MemoryRecord = MemoryView
+SubscriptionInfo = SubscriptionView
 
 
 class DeliveredMemory(BaseModel):

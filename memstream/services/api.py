@@ -24,6 +24,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memstream.logging import get_logger
 from memstream.retrieval.ranking import ScoredMemory
+from memstream.schemas.answers import (
+    Deliveries,
+    MemoryHistory,
+    MemoryPage,
+    MemoryView,
+    SearchResult,
+    SearchResults,
+    SubscriptionView,
+)
 from memstream.schemas.events import (
     Event,
     Feedback,
@@ -51,6 +60,7 @@ from memstream.schemas.topics import (
     OBSERVATIONS,
     SUBSCRIPTIONS,
 )
+from memstream.services import auth
 from memstream.services.auth import InvalidToken, TokenStore
 from memstream.services.gateway import (
     CHECK_S,
@@ -221,63 +231,6 @@ class SubscriptionCreated(BaseModel):
     subscription_id: str
 
 
-class SearchResult(BaseModel):
-    memory_id: UUID
-    text: str
-    score: float
-    agent_id: str
-    scope: str
-    tags: list[str]
-
-
-class SearchResults(BaseModel):
-    results: list[SearchResult]
-
-
-class MemoryView(BaseModel):
-    """One memory as its reader may see it."""
-
-    memory_id: UUID
-    text: str
-    agent_id: str
-    scope: str
-    topic: str | None
-    tags: list[str]
-    metadata: dict[str, Any]
-    ts: datetime
-    valid_from: datetime | None
-    valid_to: datetime | None
-    expires_at: datetime | None
-    usefulness: float
-    supersedes: list[UUID]
-
-
-class MemoryPage(BaseModel):
-    memories: list[MemoryView]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
-
-
-class MemoryHistory(BaseModel):
-    memory_id: UUID
-    versions: list[MemoryView] = Field(description="the supersession chain, oldest first")
-
-
-class Deliveries(BaseModel):
-    deliveries: list[dict[str, Any]]
-    cursor: str = Field(description="poll again from here")
-
-
-class SubscriptionView(BaseModel):
-    subscription_id: str
-    query: str | None
-    min_score: float
-    filters: dict[str, Any]
-    max_per_minute: int
-    expires_at: datetime | None
-    include_own: bool
-    created_at: datetime
-
-
 class TokenView(BaseModel):
     token_id: str
     tenant: str
@@ -310,7 +263,7 @@ def current_caller(
         caller = request.app.state.tokens.verify(token)
     except InvalidToken as err:
         raise HTTPException(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from err
-    retry_after = request.app.state.limiter.take(token_key(token))
+    retry_after = request.app.state.limiter.take(auth.token_id(token))
     if retry_after is not None:
         raise HTTPException(
             429,
@@ -320,9 +273,9 @@ def current_caller(
     return caller
 
 
-def token_key(token: str | None) -> str:
-    """What rate limits count against: the token's id (`ms_<id>_<secret>`)."""
-    return (token or "").split("_", 2)[1] if (token or "").count("_") >= 2 else ""
+def bearer_token(request: Request) -> str:
+    """The token of the request's `Authorization: Bearer` header ("" without one)."""
+    return request.headers.get("authorization", "").partition(" ")[2].strip()
 
 
 def require_member(who: Caller, scope: str) -> None:
@@ -654,7 +607,7 @@ def create_api(
     @api.delete("/v1/tokens/{token_id}", status_code=204)
     async def revoke_token(token_id: str, who: Identity, request: Request) -> None:
         """Revoke a token of the caller's tenant (admin clearance), or the caller's own."""
-        own = token_key(request.headers.get("authorization", "").partition(" ")[2].strip())
+        own = auth.token_id(bearer_token(request))
         if token_id != own and "admin" not in who.clearance:
             raise HTTPException(403, "revoking another token needs the admin clearance")
         if not tokens.revoke_id(token_id, who.tenant):
@@ -721,7 +674,7 @@ def create_api(
             await check_cursor(backend.bootstrap, who, resume)
         except InvalidCursor as err:
             raise HTTPException(400, str(err)) from err
-        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        token = bearer_token(request)
         return StreamingResponse(
             sse_stream(backend.bootstrap, who, resume, backend.reveal, still_valid(token)),
             media_type="text/event-stream",

@@ -54,6 +54,12 @@ deliveries), `admin` (tokens, erasures; with the admin clearance)."""
 DEFAULT_SCOPES = ("read", "write", "subscribe")
 
 
+def token_id(token: str | None) -> str:
+    """The id part of `ms_<id>_<secret>` ("" for anything else): what `listing` shows,
+    `revoke_id` takes and rate limits count against."""
+    return (token or "").split("_", 2)[1] if (token or "").count("_") >= 2 else ""
+
+
 class InvalidToken(Exception):
     """Missing, malformed, unknown, revoked or wrong token: all answered the same way."""
 
@@ -196,11 +202,5 @@ class TokenStore(SqliteFile):
         with self._write() as db:
             return db.execute(query, args).rowcount > 0
 
-    def token_id_of(self, token: str) -> str:
-        return token.split("_", 2)[1] if token.count("_") >= 2 else ""
-
     def revoke(self, token: str) -> bool:
-        token_id = token.split("_", 2)[1] if token.count("_") >= 2 else ""
-        with self._write() as db:
-            cursor = db.execute("update tokens set revoked = 1 where id = ?", (token_id,))
-        return cursor.rowcount > 0
+        return self.revoke_id(token_id(token))

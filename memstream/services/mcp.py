@@ -540,11 +540,11 @@ class BearerGate:
         except InvalidToken as err:
             await _unauthorized(str(err))(scope, receive, send)
             return
-        from memstream.services.api import token_key
+        from memstream.services.auth import token_id
 
         who = AccessToken(
             token=token,
-            client_id=token_key(token) or f"{caller.tenant}/{caller.agent_id}",
+            client_id=token_id(token) or f"{caller.tenant}/{caller.agent_id}",
             scopes=[],
             subject=f"{caller.tenant}/{caller.agent_id}",
         )

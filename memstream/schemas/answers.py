@@ -1,0 +1,67 @@
+"""The HTTP API's answers, as typed models: the server builds them (services/api.py) and
+the Python SDK parses them (sdk/http.py), so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class SearchResult(BaseModel):
+    memory_id: UUID
+    text: str
+    score: float
+    agent_id: str
+    scope: str
+    tags: list[str]
+
+
+class SearchResults(BaseModel):
+    results: list[SearchResult]
+
+
+class MemoryView(BaseModel):
+    """One memory as its reader may see it."""
+
+    memory_id: UUID
+    text: str
+    agent_id: str
+    scope: str
+    topic: str | None
+    tags: list[str]
+    metadata: dict[str, Any]
+    ts: datetime
+    valid_from: datetime | None
+    valid_to: datetime | None
+    expires_at: datetime | None
+    usefulness: float
+    supersedes: list[UUID]
+
+
+class MemoryPage(BaseModel):
+    memories: list[MemoryView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class MemoryHistory(BaseModel):
+    memory_id: UUID
+    versions: list[MemoryView] = Field(description="the supersession chain, oldest first")
+
+
+class Deliveries(BaseModel):
+    deliveries: list[dict[str, Any]]
+    cursor: str = Field(description="poll again from here")
+
+
+class SubscriptionView(BaseModel):
+    subscription_id: str
+    query: str | None
+    min_score: float
+    filters: dict[str, Any]
+    max_per_minute: int
+    expires_at: datetime | None
+    include_own: bool
+    created_at: datetime
