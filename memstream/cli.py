@@ -15,6 +15,7 @@ import typer
 
 from memstream import cli_ops
 from memstream.broker import BrokerUnavailable, start_broker
+from memstream.broker.security import kafka_client_kwargs
 from memstream.cli_common import fail as _fail
 from memstream.cli_common import load_settings as _settings
 from memstream.cli_common import require_bootstrap
@@ -51,21 +52,69 @@ def broker(
     ] = "tansu",
     nodes: Annotated[int, typer.Option(help="brokers in the cluster: 1 or 3 (kafka only)")] = 1,
     port: Annotated[int | None, typer.Option(help="listener port of the first node")] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            help="kafka only: SCRAM over TLS (certificates made for the run), ACLs enforced; "
+            "prints an env file per principal"
+        ),
+    ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="kafka only: keep the cluster (and its certificates) here"),
+    ] = None,
 ) -> None:
     """Start a broker and keep it running until Ctrl-C; prints `ready <bootstrap>`."""
     _settings()
     stop = _stop_on_signal()
     if nodes not in (1, 3):
         raise _fail("--nodes must be 1 or 3")
+    if (secure or data_dir) and kind != "kafka":
+        raise _fail("--secure and --data-dir need --kind kafka")
     try:
-        handle = start_broker(kind, nodes=nodes, port=port)
+        handle = start_broker(kind, nodes=nodes, port=port, data_dir=data_dir, secure=secure)
     except (BrokerUnavailable, ValueError) as err:
         raise _fail(str(err)) from err
     with handle:
         typer.echo(f"{handle.label} nodes={handle.nodes}")
+        if handle.secure is not None:
+            for principal, env_file in handle.secure.write_env_files(handle.bootstrap).items():
+                typer.echo(f"principal {principal}: set -a; . {env_file}; set +a")
         typer.echo(f"ready {handle.bootstrap}", color=False)
         sys.stdout.flush()
         stop.wait()
+
+
+@app.command()
+def acls(
+    file: Annotated[
+        Path | None, typer.Argument(help="ACL set (JSON); default: deploy/kafka/acls.json's")
+    ] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="host:port[,...]; default MEMSTREAM_KAFKA_BOOTSTRAP")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Create the ACLs of an ACL set on a cluster with an authorizer, connecting with the
+    MEMSTREAM_KAFKA_* credentials (a super user's)."""
+    from memstream.broker.kafka.acls import DEFAULT_ACLS, apply_acls, load_acls
+
+    settings = _settings()
+    try:
+        bindings = load_acls(file or DEFAULT_ACLS)
+    except (OSError, ValueError) as err:
+        raise _fail(str(err)) from err
+    target = require_bootstrap(settings, bootstrap)
+    try:
+        count = asyncio.run(
+            apply_acls(target, settings.kafka_security().aiokafka_kwargs(), bindings)
+        )
+    except Exception as err:
+        raise _fail(f"could not apply ACLs: {err}") from err
+    if as_json:
+        typer.echo(json.dumps({"applied": count, "file": str(file or DEFAULT_ACLS)}))
+    else:
+        typer.echo(f"applied {count} ACL bindings from {file or DEFAULT_ACLS}")
 
 
 @app.command()
@@ -196,7 +245,9 @@ def erase(
     async def send() -> None:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", **kafka_client_kwargs()
+        )
         await producer.start()
         try:
             for event in events:
@@ -897,6 +948,54 @@ def bench_load(
         raise typer.Exit(code=1)
 
 
+@bench_app.command("faults")
+def bench_faults(
+    fault: Annotated[
+        str, typer.Option(help="kill: kill -9 then restart; pause: SIGSTOP then SIGCONT")
+    ] = "kill",
+    events: Annotated[int, typer.Option(help="memories to publish (at most 10,000)")] = 3000,
+    rate: Annotated[float, typer.Option(help="memories per second")] = 40.0,
+    down_s: Annotated[float, typer.Option(help="seconds a killed node stays down")] = 10.0,
+    pause_s: Annotated[float, typer.Option(help="seconds a node stays stopped")] = 20.0,
+    light: Annotated[
+        bool, typer.Option(help="static embedder and no PII scan: the delivery path only")
+    ] = False,
+    fast_start: Annotated[bool, typer.Option(help="brokers with the C1 JIT only")] = False,
+    keep: Annotated[bool, typer.Option(help="keep the worker's data dir and log")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON only")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Broker faults under a steady stream on a local 3-node Apache Kafka cluster
+    (replication 3, min.insync.replicas=2, acks=all, idempotent producer): kill -9 one
+    node and restart it, then another (`--fault kill`), or stop and continue them
+    (`--fault pause`). Prints published, acknowledged, indexed, duplicated and lost
+    counts (exit 1 if any acknowledged memory was lost or doubled in the store);
+    progress goes to stderr."""
+    from memstream.bench.faults import FAULTS, run_broker_faults
+
+    if fault not in FAULTS:
+        raise _fail(f"--fault must be one of {', '.join(FAULTS)}")
+    if not 0 < events <= 10_000 or rate <= 0 or down_s < 0 or pause_s < 0:
+        raise _fail("--events must be 1..10000, --rate positive, --down-s/--pause-s >= 0")
+    _settings()
+    try:
+        result = run_broker_faults(
+            fault,  # type: ignore[arg-type]
+            events=events,
+            rate=rate,
+            down_s=down_s,
+            pause_s=pause_s,
+            light=light,
+            fast_start=fast_start,
+            keep_dir=keep,
+        )
+    except BrokerUnavailable as err:
+        raise _fail(str(err)) from err
+    _emit(f"faults-{fault}", result, save=save, as_json=as_json)
+    if result["lost"] or result["store_duplicates"]:
+        raise typer.Exit(code=1)
+
+
 @bench_app.command("fuzz")
 def bench_fuzz(
     url: Annotated[str, typer.Option(help="the API of a running stack (local only)")] = (
@@ -945,6 +1044,46 @@ def bench_fuzz(
     _emit("fuzz", result, save=save, as_json=as_json)
     bad = result["server_errors_5xx"] + result["connection_errors"]
     if bad or result["rejected_without_reason"]:
+        raise typer.Exit(code=1)
+
+
+@bench_app.command("store-faults")
+def bench_store_faults(
+    backend: Annotated[
+        str, typer.Option(help="edge (Qdrant Edge) or server (QdrantServerStore, qdrant-local)")
+    ] = "edge",
+    events: Annotated[int, typer.Option(help="memories to publish")] = 1000,
+    rate: Annotated[float, typer.Option(help="memories per second")] = 25.0,
+    fault_seconds: Annotated[float, typer.Option(help="how long the disk stays full")] = 20.0,
+    kill: Annotated[
+        bool, typer.Option(help="SIGKILL the worker while the store fails; restart it after")
+    ] = False,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="a running broker (default: start a 1-node Kafka)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Fill the disk under a worker's store mid-stream (a tmpfs of its own and a ballast
+    file: needs root), free it, let the backlog drain: published, acknowledged, indexed,
+    duplicated, dead-lettered and lost counts, and what /healthz and /metrics showed.
+    Progress goes to stderr; exit 1 if anything acknowledged was lost or dead-lettered."""
+    from memstream.bench.store_faults import MountUnavailable, run_store_faults
+
+    _settings()  # logs to stderr: with --json, stdout is the JSON alone
+    try:
+        result = run_store_faults(
+            backend,
+            events,
+            rate=rate,
+            fault_s=fault_seconds,
+            kill=kill,
+            bootstrap=bootstrap,
+        )
+    except (MountUnavailable, ValueError, BrokerUnavailable) as err:
+        raise _fail(str(err)) from err
+    _emit(f"store-faults-{backend}", result, save=save, as_json=as_json)
+    if result["lost"] or result["dead_lettered"] or not result["drained"]:
         raise typer.Exit(code=1)
 
 

@@ -22,6 +22,7 @@ from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
 
+from memstream.broker.security import KafkaSecurity
 from memstream.schemas.events import (
     Delivery,
     Event,
@@ -43,6 +44,7 @@ from memstream.schemas.topics import (
     OBSERVATIONS,
     SUBSCRIPTIONS,
 )
+from memstream.settings import Settings
 
 
 class EventTooLarge(ValueError):
@@ -79,9 +81,13 @@ class Client:
         tenant: str,
         agent_id: str,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        security: KafkaSecurity | None = None,
         **producer_options: Any,
     ) -> None:
+        """`security`: how to reach a locked-down cluster (default: the MEMSTREAM_KAFKA_*
+        settings, PLAINTEXT when none are set)."""
         self.bootstrap = bootstrap or default_bootstrap()
+        self.security = security if security is not None else Settings().kafka_security()
         self.tenant = tenant
         self.agent_id = agent_id
         self.max_event_bytes = max_event_bytes
@@ -92,6 +98,7 @@ class Client:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             max_request_size=max(self.max_event_bytes * 2, 1_048_576),
+            **self.security.aiokafka_kwargs(),
             **self._producer_options,
         )
         await self._producer.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
 
+from memstream.broker.security import kafka_client_kwargs
 from memstream.client import Client
 from memstream.schemas.topics import MEMORIES
 
@@ -25,7 +26,7 @@ async def run_demo(bootstrap: str) -> None:
             for text in texts:
                 event_id = await client.publish_memory(text, tags=["demo"], scope="tenant")
                 print(f"  {agent} shared {event_id}: {text}")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **kafka_client_kwargs())
     await producer.start()
     try:
         await producer.send_and_wait(MEMORIES.name, b"{not json", key=b"rogue-agent")

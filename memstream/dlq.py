@@ -18,6 +18,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from memstream.broker.security import kafka_client_kwargs
 from memstream.logging import get_logger
 from memstream.processors import RawMessage
 from memstream.schemas.events import DeadLetter
@@ -188,7 +189,10 @@ async def replay_dead_letters_async(
     messages = await read_dead_letters(bootstrap, idle_s=idle_s)
     chosen = select([(m, parse_row(m)) for m in messages], ids, reason, stage)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=16 * 1_048_576
+        bootstrap_servers=bootstrap,
+        acks="all",
+        max_request_size=16 * 1_048_576,
+        **kafka_client_kwargs(),
     )
     await producer.start()
     sent = 0

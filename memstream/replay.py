@@ -40,6 +40,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from memstream.broker.security import kafka_client_kwargs
 from memstream.logging import get_logger
 from memstream.processors import ProcessorSpec, RawMessage
 from memstream.schemas.events import Indexed, Memory, Observation
@@ -287,6 +288,7 @@ class KafkaRange:
         idle_s = self.idle_s if self.idle_s is not None else (2.0 if tansu else 30.0)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **kafka_client_kwargs(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -912,6 +914,7 @@ class _ProcessorSender:
 
         producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
+            **kafka_client_kwargs(),
             acks="all",
             linger_ms=5,
             max_batch_size=256 * 1024,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,6 +35,28 @@ class Settings(BaseSettings):
         default="kafka",
         description="broker `memstream up` starts when kafka_bootstrap is unset: kafka "
         "(Apache Kafka, its log under <data_dir>/kafka) or tansu (memory only)",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="how every memstream Kafka client (worker, API, SDK, admin) connects",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism for SASL_PLAINTEXT / SASL_SSL"
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL principal name")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA that signed the brokers' certificates; unset = system"
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate (mutual TLS), with kafka_ssl_keyfile"
+    )
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM client private key")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="password of an encrypted kafka_ssl_keyfile"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="verify the broker's name against its certificate"
     )
     broker_epoch: str | None = Field(
         default=None,
@@ -89,8 +111,16 @@ class Settings(BaseSettings):
     learner_publish_every: int = Field(default=200, ge=1, description="labels per new version")
     store: str | None = Field(
         default=None,
-        description="Qdrant URL (http://...), ':memory:', or a directory for embedded Qdrant "
-        "Edge; unset = <data_dir>/store",
+        description="Qdrant URL (http://...), ':memory:', 'qdrant-local:<dir>' (qdrant-client "
+        "local mode, tests only), or a directory for embedded Qdrant Edge; unset = "
+        "<data_dir>/store",
+    )
+    store_min_free_mb: float = Field(
+        default=64.0,
+        ge=0,
+        description="free space an Edge store keeps: below it writes wait (retried, never "
+        "dead-lettered) until space is freed; a write on a full disk would kill the worker "
+        "(SIGBUS: the shard is memory-mapped). 0 = no check",
     )
     recency_half_life_days: float = Field(default=90.0, gt=0)
     recency_weight: float = Field(default=0.5, ge=0)
@@ -165,6 +195,22 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def kafka_security(self):  # -> memstream.broker.security.KafkaSecurity
+        """These settings' Kafka connection security, checked (KafkaSecurity)."""
+        from memstream.broker.security import KafkaSecurity
+
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            ca_file=self.kafka_ssl_cafile,
+            cert_file=self.kafka_ssl_certfile,
+            key_file=self.kafka_ssl_keyfile,
+            key_password=self.kafka_ssl_key_password,
+            check_hostname=self.kafka_ssl_check_hostname,
+        )
 
     def store_location(self) -> str:
         return self.store or str(self.data_dir / "store")

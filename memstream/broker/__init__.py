@@ -23,20 +23,26 @@ def start_broker(
     *,
     fast_start: bool = False,
     data_dir: Path | None = None,
+    secure: bool = False,
 ) -> BrokerHandle:
     """Start a broker of `kind` (`kafka`, `tansu`) or wrap `external` from the environment.
 
     `fast_start` trades Kafka's peak throughput for a quicker JVM start (tests use it);
-    `data_dir` keeps a Kafka cluster there across restarts (Tansu is memory-only).
+    `data_dir` keeps a Kafka cluster there across restarts (Tansu is memory-only);
+    `secure` locks a Kafka cluster down (SCRAM over TLS, ACLs).
     """
     if kind == "tansu":
+        if secure:
+            raise ValueError("tansu has no security settings; use --kind kafka --secure")
         if nodes != 1:
             raise ValueError("tansu runs a single memory-only node; use --kind kafka for --nodes 3")
         return start_tansu(port=port)
     if kind == "kafka":
         from memstream.broker.kafka import start_kafka
 
-        return start_kafka(nodes=nodes, port=port, data_dir=data_dir, fast_start=fast_start)
+        return start_kafka(
+            nodes=nodes, port=port, data_dir=data_dir, fast_start=fast_start, secure=secure
+        )
     if kind == "external":
         bootstrap = os.environ.get("MEMSTREAM_KAFKA_BOOTSTRAP")
         if not bootstrap:

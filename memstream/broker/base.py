@@ -7,10 +7,24 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from memstream.broker.kafka.secure import SecureSetup
 
 
 class BrokerUnavailable(RuntimeError):
     """A broker cannot be started here; the message names what is missing and how to get it."""
+
+
+@dataclass(frozen=True)
+class NodeFaults:
+    """What a launcher hands a BrokerHandle to inject faults into one node at a time."""
+
+    kill: Callable[[int], None]
+    restart: Callable[[int, float], None]
+    pause: Callable[[int], None]
+    resume: Callable[[int], None]
 
 
 @dataclass
@@ -32,8 +46,12 @@ class BrokerHandle:
     """Whether the log survives a restart (Tansu keeps it in memory)."""
     pids: list[int] = field(default_factory=list)
     """The broker's processes, where this process started them."""
+    secure: SecureSetup | None = None
+    """A locked-down cluster's CA and principals (`start_kafka(secure=True)`), else None."""
     _stop: Callable[[], None] | None = field(default=None, repr=False)
     _kill: Callable[[], None] | None = field(default=None, repr=False)
+    _node_faults: NodeFaults | None = field(default=None, repr=False)
+    """Per-node fault operations, where the launcher can inject them (Apache Kafka)."""
 
     @property
     def label(self) -> str:
@@ -49,6 +67,35 @@ class BrokerHandle:
         """SIGKILL the broker's processes (fault tests): no clean shutdown."""
         if self._kill is not None:
             self._kill()
+
+    # Per-node faults (fault tests and `memstream bench faults`): node i is the i-th
+    # `host:port` of `bootstrap`, which is also its Kafka `node.id`.
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL node `index` (its whole process group): no clean shutdown."""
+        self._faults("kill_node").kill(index)
+
+    def restart_node(self, index: int, timeout: float = 90.0) -> None:
+        """Start a killed node again from its own directory and ports (same configuration,
+        no re-format); returns once Metadata lists every node again."""
+        self._faults("restart_node").restart(index, timeout)
+
+    def pause_node(self, index: int) -> None:
+        """SIGSTOP node `index`: its sockets stay open but it answers nothing (a partition
+        from the cluster, as its peers and clients see it)."""
+        self._faults("pause_node").pause(index)
+
+    def resume_node(self, index: int) -> None:
+        """SIGCONT a paused node."""
+        self._faults("resume_node").resume(index)
+
+    def _faults(self, operation: str) -> NodeFaults:
+        if self._node_faults is None:
+            raise NotImplementedError(
+                f"{operation}: a {self.kind} broker does not support per-node faults "
+                "(only an Apache Kafka cluster this process started does)"
+            )
+        return self._node_faults
 
     def __enter__(self) -> BrokerHandle:
         return self

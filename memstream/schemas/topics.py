@@ -28,10 +28,17 @@ class TopicSpec:
     cleanup_policy: Literal["delete", "compact"] = "delete"
     config: dict[str, str] = field(default_factory=dict)
 
-    def broker_config(self, supports_compaction: bool) -> dict[str, str]:
+    def broker_config(
+        self, supports_compaction: bool, replication_factor: int = 1
+    ) -> dict[str, str]:
+        """Topic configs to create it with. Replicated topics get `min.insync.replicas`
+        of 2 (unless the spec sets it), so an `acks=all` write is on two brokers before it
+        is acknowledged and survives losing either of them."""
         config = {"max.message.bytes": str(BROKER_MESSAGE_BYTES), **self.config}
         if self.cleanup_policy == "compact" and supports_compaction:
             config["cleanup.policy"] = "compact"
+        if replication_factor > 1:
+            config.setdefault("min.insync.replicas", str(min(2, replication_factor)))
         return config
 
 

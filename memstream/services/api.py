@@ -759,9 +759,21 @@ def create_api(
     async def stats(who: Reader) -> dict[str, Any]:
         return await backend.stats(who)
 
-    @api.get("/healthz")
-    async def healthz() -> dict[str, str]:
+    @api.get("/healthz", response_model=None)
+    async def healthz() -> dict[str, str] | JSONResponse:
+        """200 `{"status": "ok"}`; 503 `{"status": "degraded", "store": "unavailable",
+        "error", "since", ...}` while the store fails the worker's writes (they are retried
+        until it returns; nothing is acknowledged past them). A readiness check: for a
+        liveness probe use /livez, since restarting the worker does not fix its disk."""
+        store = getattr(backend, "store_status", None)
+        if store is not None and not store.up:
+            return JSONResponse({"status": "degraded", **store.snapshot()}, status_code=503)
         return {"status": "ok"}
+
+    @api.get("/livez")
+    async def livez() -> dict[str, str]:
+        """200 while the process serves, whatever its store does (liveness)."""
+        return {"status": "alive"}
 
     @api.get("/metrics")
     async def metrics() -> PlainTextResponse:

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
+from memstream.broker.security import kafka_client_kwargs
 from memstream.schemas.events import Delivery
 from memstream.schemas.topics import DELIVERIES
 from memstream.settings import FETCH_MAX_WAIT_MS
@@ -126,7 +127,10 @@ async def deliveries_for(
     key = delivery_key(caller.tenant, caller.agent_id)
     partitions = await partition_count(bootstrap, DELIVERIES.name)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        **kafka_client_kwargs(),
     )
     await consumer.start()
     try:
@@ -178,7 +182,10 @@ async def poll_deliveries(
     partitions = await partition_count(bootstrap, DELIVERIES.name)
     tp = TopicPartition(DELIVERIES.name, partition_for(key, partitions))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        **kafka_client_kwargs(),
     )
     await consumer.start()
     try:

@@ -24,6 +24,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
 
+from memstream.broker.security import kafka_client_kwargs
 from memstream.logging import get_logger
 from memstream.models.compression import decode_vectors
 from memstream.models.embedding import Embedder
@@ -35,6 +36,7 @@ from memstream.services.gateway import delivery_key
 from memstream.services.matcher import SubscriptionIndex
 from memstream.settings import FETCH_MAX_WAIT_MS, Settings
 from memstream.store.base import Caller, MemoryStore, StoredMemory
+from memstream.store.faults import StoreStatus
 from memstream.store.token_vectors import TokenVectorStore
 from memstream.streams.privacy_stage import PrivacyStage
 
@@ -60,10 +62,12 @@ class WorkerServices:
         *,
         model_executor: ThreadPoolExecutor | None = None,
         kept_tokens: TokenVectorStore | None = None,
+        store_status: StoreStatus | None = None,
     ) -> None:
         """`executor` runs queries (search, reads); `model_executor` (default: the same)
         the changes to the subscription index, so they never race the pipeline's matching,
-        which runs there. `kept_tokens`: token vectors kept at ingest, for the rerank."""
+        which runs there. `kept_tokens`: token vectors kept at ingest, for the rerank.
+        `store_status`: whether the store takes writes, as the sink finds it (/healthz)."""
         self.app = app
         self.bootstrap = bootstrap
         self.store = store
@@ -78,6 +82,7 @@ class WorkerServices:
         self._subscription_views: dict[str, dict[str, Any]] = {}
         self.counts = {"indexed": 0, "dead_letter": 0, "deliveries": 0}
         self.dead_by_tenant: dict[str, int] = {}
+        self.store_status = store_status or StoreStatus(metrics=False)
 
     # --- Backend --------------------------------------------------------------------------
     async def publish(self, topic: str, event: Event, key: str) -> None:
@@ -356,6 +361,7 @@ class WorkerServices:
         consumer = AIOKafkaConsumer(
             SUBSCRIPTIONS.name,
             bootstrap_servers=self.bootstrap,
+            **kafka_client_kwargs(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

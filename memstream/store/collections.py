@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from memstream.store.edge import EdgeStore
+from memstream.store.faults import DEFAULT_MIN_FREE_BYTES
 
 PREFIX = "memories_v"
 ALIAS_FILE = "ALIAS"
@@ -21,9 +22,12 @@ _VERSION = re.compile(rf"^{PREFIX}(\d+)$")
 
 
 class CollectionSet:
-    def __init__(self, root: Path | str, *, dim: int = 384) -> None:
+    def __init__(
+        self, root: Path | str, *, dim: int = 384, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    ) -> None:
         self.root = Path(root)
         self.dim = dim
+        self.min_free_bytes = min_free_bytes  # see EdgeStore
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, version: int) -> Path:
@@ -76,7 +80,7 @@ class CollectionSet:
             os.close(dir_fd)
 
     def open(self, version: int) -> EdgeStore:
-        return EdgeStore(self.path(version), dim=self.dim)
+        return EdgeStore(self.path(version), dim=self.dim, min_free_bytes=self.min_free_bytes)
 
     def open_live(self) -> EdgeStore:
         version = self.live_version()

@@ -4,6 +4,12 @@ One writer process per directory (the WAL is locked). Upserts land in an appenda
 segment searched by brute force; `optimize()` (blocking) builds the HNSW graph, the int8
 quantised copy and the payload indexes' segments, so call it after bulk loads and from
 time to time, off the hot path.
+
+The shard's files are memory-mapped: a write on a full disk is a SIGBUS that kills the
+process, not an error. So every write first checks that the file system keeps
+`min_free_bytes` free and is not read-only, and raises `StoreFull` (an OSError, ENOSPC)
+or `StoreReadOnly` (EROFS) otherwise (`memstream.store.faults`); `optimize()` also wants
+room for the segments it rebuilds.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from memstream.store.base import (
     readable_filter,
     search_filter,
 )
+from memstream.store.faults import DEFAULT_MIN_FREE_BYTES, disk_usage, ensure_writable
 
 UPSERT_BATCH = 1024
 
@@ -119,9 +126,16 @@ def _sparse(vector: Sparse) -> qe.SparseVector:
 class EdgeStore(HybridSearch):
     """`MemoryStore` on one `qdrant_edge.EdgeShard` directory (created on first open)."""
 
-    def __init__(self, path: Path | str, *, dim: int = 384) -> None:
+    def __init__(
+        self, path: Path | str, *, dim: int = 384, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    ) -> None:
+        """`min_free_bytes`: free space under `path` below which writes raise `StoreFull`
+        (0: never checked)."""
         self.path = Path(path)
         self.dim = dim
+        self.min_free_bytes = min_free_bytes
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.check_writable()  # opening writes too (WAL, payload indexes)
         if (self.path / "edge_config.json").exists():
             # with a config, load checks it against the stored vectors (dim, names)
             self.shard = qe.EdgeShard.load(str(self.path), shard_config(dim))
@@ -130,10 +144,19 @@ class EdgeStore(HybridSearch):
         existing = set(self.shard.info().payload_schema)
         for name, schema in _index_ops():
             if name not in existing:
-                self.shard.update(qe.UpdateOperation.create_field_index(name, schema))
+                self._update(qe.UpdateOperation.create_field_index(name, schema))
         self._closed = False
 
     # --- writes --------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """StoreFull while the file system has less than `min_free_bytes` free, StoreReadOnly
+        while it is mounted read-only."""
+        ensure_writable(self.path, self.min_free_bytes)
+
+    def _update(self, operation: qe.UpdateOperation) -> None:
+        self.check_writable()
+        self.shard.update(operation)
 
     def upsert(self, memories: list[StoredMemory], dense: np.ndarray, sparse: list[Sparse]) -> None:
         dense = np.asarray(dense, dtype=np.float32)
@@ -153,7 +176,7 @@ class EdgeStore(HybridSearch):
                 if lexical.indices:
                     vectors[SPARSE] = _sparse(lexical)
                 points.append(qe.Point(memory.memory_id, vectors, memory_to_payload(memory)))
-            self.shard.update(qe.UpdateOperation.upsert_points(points))
+            self._update(qe.UpdateOperation.upsert_points(points))
 
     def _tenant_points(self, tenant: str, ids: list[UUID]) -> qe.Filter:
         return qe.Filter(must=[_match("tenant", tenant), _has_ids(ids)])
@@ -175,15 +198,13 @@ class EdgeStore(HybridSearch):
         provenance = list(payload.get("provenance") or [])
         if dict(entry) not in provenance:
             provenance.append(dict(entry))
-            self.shard.update(
-                qe.UpdateOperation.set_payload([original], {"provenance": provenance})
-            )
+            self._update(qe.UpdateOperation.set_payload([original], {"provenance": provenance}))
         return True
 
     def supersede(self, tenant: str, memory_id: UUID, valid_to: datetime) -> bool:
         if self._payload(tenant, memory_id) is None:
             return False
-        self.shard.update(
+        self._update(
             qe.UpdateOperation.set_payload([memory_id], {"valid_to": valid_to.isoformat()})
         )
         return True
@@ -194,7 +215,7 @@ class EdgeStore(HybridSearch):
         selected = self._tenant_points(tenant, ids)
         found = self.shard.count(qe.CountRequest(exact=True, filter=selected))
         if found:
-            self.shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
+            self._update(qe.UpdateOperation.delete_points_by_filter(selected))
         return found
 
     def facet_counts(self, caller: Caller, key: str, limit: int = 1000) -> dict[str, int]:
@@ -218,7 +239,7 @@ class EdgeStore(HybridSearch):
             if offset is None:
                 break
         if ids:
-            self.shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
+            self._update(qe.UpdateOperation.delete_points_by_filter(selected))
         return ids
 
     # --- reads ---------------------------------------------------------------------------
@@ -291,6 +312,10 @@ class EdgeStore(HybridSearch):
     # --- lifecycle -----------------------------------------------------------------------
 
     def optimize(self) -> None:
+        """Build the indexes; StoreFull unless the disk has room for a copy of the shard
+        (the optimizer writes new segments before it drops the old ones)."""
+        if self.min_free_bytes > 0:
+            ensure_writable(self.path, self.min_free_bytes, need=disk_usage(self.path))
         self.shard.optimize()
 
     def flush(self) -> None:

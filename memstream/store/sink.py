@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -20,9 +21,12 @@ from memstream.logging import get_logger
 from memstream.models.compression import decode_vectors
 from memstream.schemas.events import Indexed
 from memstream.store.base import Caller, MemoryStore, StoredMemory, may_supersede
+from memstream.store.faults import StoreStatus, store_fault
 from memstream.store.lexical import doc_sparse
 
 log = get_logger("memstream.sink")
+
+T = TypeVar("T")
 
 STORE_RETRY_MAX_S = 30.0
 """Longest wait between two tries of a write while the store itself is failing."""
@@ -141,45 +145,113 @@ def write_isolated(
     *,
     sleep: Callable[[float], None] = time.sleep,
     max_wait_s: float = STORE_RETRY_MAX_S,
+    status: StoreStatus | None = None,
 ) -> list[Exception | None]:
     """`write_records` for a batch, with one outcome per record: None (stored) or the error
     the store raised for that record alone.
 
-    One record the store refuses must not take the batch with it, so a failed batch is
-    written record by record. A record that fails while the store answers a health check is
-    that record's fault (its caller dead-letters it); while the store fails the health check
-    too, the store is down: the write is retried with backoff, for as long as it takes, so
-    that no offset is committed past a record that was neither stored nor dead-lettered.
+    A write that fails while the store is down (`store_down`: the error is the store's, see
+    `store.faults.store_fault`, or the store fails its health check) is retried with
+    backoff, for as long as it takes, so that no offset is committed past a record that was
+    neither stored nor dead-lettered; `status` (for /healthz and /metrics) says so
+    meanwhile. One record the store refuses while it is healthy must not take the batch
+    with it, so such a batch is written record by record, and a record that fails on its
+    own is that record's fault (its caller dead-letters it).
     """
     if not records:
         return []
-    try:
-        write_records(store, records)
+    status = status or StoreStatus(metrics=False)
+    if _write_retrying(store, records, status, sleep, max_wait_s) is None:
         return [None] * len(records)
-    except Exception:
-        log.warning("store refused a batch; writing record by record", size=len(records))
-    outcomes: list[Exception | None] = []
-    for record in records:
-        wait = 0.5
-        while True:
-            try:
-                write_records(store, [record])
-                outcomes.append(None)
-                break
-            except Exception as exc:
-                if store_healthy(store):
-                    outcomes.append(exc)
-                    break
-                log.error("store unavailable; retrying", error=repr(exc)[:500], wait_s=wait)
-                sleep(wait)
-                wait = min(max_wait_s, wait * 2)
-    return outcomes
+    log.warning("store refused a batch; writing record by record", size=len(records))
+    return [_write_retrying(store, [r], status, sleep, max_wait_s) for r in records]
+
+
+def _write_retrying(
+    store: MemoryStore,
+    records: list[Indexed],
+    status: StoreStatus,
+    sleep: Callable[[float], None],
+    max_wait_s: float,
+) -> Exception | None:
+    """Write `records` until they are stored (None) or fail while the store is up (the
+    error)."""
+    try:
+        call_retrying(
+            store, write_records, store, records, status=status, sleep=sleep, max_wait_s=max_wait_s
+        )
+    except Exception as exc:
+        return exc
+    return None
+
+
+def call_retrying(
+    store: MemoryStore,
+    fn: Callable[..., T],
+    *args: Any,
+    status: StoreStatus | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_wait_s: float = STORE_RETRY_MAX_S,
+) -> T:
+    """`fn(*args)`, tried again with backoff while it fails because the store does
+    (`store_down`); an error of its own is raised. For idempotent store work outside the
+    sink (deletions, erasures), so that a store outage delays it instead of dead-lettering
+    it."""
+    status = status or StoreStatus(metrics=False)
+    wait = 0.5
+    while True:
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            if not store_down(store, exc):
+                raise
+            if status.failed(exc):
+                log.error("store unavailable; retrying until it returns", error=repr(exc)[:500])
+            sleep(wait)
+            status.retried()
+            wait = min(max_wait_s, wait * 2)
+            continue
+        since = status.succeeded()
+        if since is not None:
+            log.warning("store available again", down_since=since.isoformat())
+        return result
+
+
+def open_when_available(
+    open_fn: Callable[[], MemoryStore],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    max_wait_s: float = STORE_RETRY_MAX_S,
+) -> MemoryStore:
+    """`open_fn()`, tried again with backoff for as long as it fails because the store
+    does (`store_fault`: a Qdrant server not up yet, a full disk under an Edge store); any
+    other error is raised."""
+    wait = 0.5
+    while True:
+        try:
+            return open_fn()
+        except Exception as exc:
+            if not store_fault(exc):
+                raise
+            log.error("store unavailable at start; retrying", error=repr(exc)[:500], wait_s=wait)
+            sleep(wait)
+            wait = min(max_wait_s, wait * 2)
+
+
+def store_down(store: MemoryStore, exc: BaseException) -> bool:
+    """Whether a write that raised `exc` failed because the store did: the error says so,
+    or the store fails its health check."""
+    return not store_healthy(store) or store_fault(exc)
 
 
 def store_healthy(store: MemoryStore) -> bool:
-    """True when the store answers a cheap read."""
+    """True when the store answers a cheap read and, where it can tell (an Edge store: its
+    free space), could take a write."""
     try:
         store.count()
+        writable = getattr(store, "check_writable", None)
+        if writable is not None:
+            writable()
         return True
     except Exception:
         return False

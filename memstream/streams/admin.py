@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from memstream.broker.security import kafka_client_kwargs
 from memstream.logging import get_logger
 from memstream.schemas.topics import CATALOGUE, TopicSpec
 
@@ -24,7 +25,9 @@ async def ensure_topics(
     `supports_compaction=None` asks the broker: Tansu (which accepts `cleanup.policy=compact`
     and then never compacts) gets plain topics, any other broker compacted ones.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=30_000, **kafka_client_kwargs()
+    )
     await admin.start()
     try:
         if supports_compaction is None:
@@ -35,7 +38,7 @@ async def ensure_topics(
                 name=spec.name,
                 num_partitions=partitions or spec.partitions,
                 replication_factor=replication_factor,
-                topic_configs=spec.broker_config(supports_compaction),
+                topic_configs=spec.broker_config(supports_compaction, replication_factor),
             )
             for spec in specs
             if spec.name not in existing
@@ -73,7 +76,9 @@ async def is_tansu(admin: AIOKafkaAdminClient) -> bool:
 
 async def broker_is_tansu(bootstrap: str) -> bool:
     """Whether `bootstrap` is a Tansu broker (which needs shorter group timeouts)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=30_000, **kafka_client_kwargs()
+    )
     await admin.start()
     try:
         return await is_tansu(admin)
@@ -83,7 +88,9 @@ async def broker_is_tansu(bootstrap: str) -> bool:
 
 async def cluster_id(bootstrap: str) -> str:
     """The cluster id the broker reports (`tansu_cluster` for every Tansu)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=30_000, **kafka_client_kwargs()
+    )
     await admin.start()
     try:
         return str((await admin.describe_cluster()).get("cluster_id") or "unknown")
@@ -99,7 +106,9 @@ async def partition_count(bootstrap: str, topic: str) -> int:
     cached = _partition_counts.get((bootstrap, topic))
     if cached:
         return cached
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=30_000, **kafka_client_kwargs()
+    )
     await admin.start()
     try:
         [description] = await admin.describe_topics([topic])

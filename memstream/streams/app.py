@@ -17,6 +17,7 @@ import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 from uuid import UUID
 
@@ -48,7 +49,8 @@ from memstream.schemas.topics import (
 )
 from memstream.services.runtime import WorkerServices, attach_api
 from memstream.settings import Settings
-from memstream.store.sink import write_isolated
+from memstream.store.faults import StoreStatus
+from memstream.store.sink import call_retrying, open_when_available, write_isolated
 from memstream.store.token_vectors import TokenVectorStore
 from memstream.store.tombstones import TOMBSTONES_FILE, Tombstones
 from memstream.streams.enrich import ModelStage
@@ -69,6 +71,7 @@ VALIDATE_STAGE = "validate"
 MODEL_STAGE = "model"
 SINK_STAGE = "sink"
 LEARNER_STAGE = "learner"
+CONSUMER_METADATA_MAX_AGE_MS = 10_000
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -320,6 +323,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     app = LowLatencyApp(
         settings.consumer_group,
         broker=broker_urls(bootstrap),
+        broker_credentials=settings.kafka_security().faust_credentials(),
         store="memory://",
         autodiscover=False,
         web_enabled=False,
@@ -339,6 +343,12 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         producer_max_request_size=16 * 1_048_576,
         consumer_max_fetch_size=16 * 1_048_576,
         consumer_auto_offset_reset="earliest",
+        # aiokafka does not refresh metadata when a ListOffsets answers "not the leader"
+        # (a partition's position is looked up after every rebalance): after a broker was
+        # partitioned away (SIGSTOP, `memstream bench faults --fault pause`) the worker
+        # kept asking the old leader until the next periodic refresh, 5 minutes by
+        # default, and indexed nothing meanwhile. A short metadata age bounds that stall.
+        consumer_metadata_max_age_ms=CONSUMER_METADATA_MAX_AGE_MS,
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -380,7 +390,13 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     )
     from memstream.store import open_store
 
-    store = open_store(settings.store_location())
+    # a store that fails (a server not up yet, a full disk) is waited for, with backoff
+    store = open_when_available(
+        lambda: open_store(
+            settings.store_location(), min_free_bytes=int(settings.store_min_free_mb * 1_048_576)
+        )
+    )
+    store_status = StoreStatus()  # the sink's view of the store, for /healthz and /metrics
     optimizer = _Optimizer(store)
     app.memstream_store = store  # type: ignore[attr-defined]
     services = WorkerServices(
@@ -393,6 +409,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         privacy,
         model_executor=executor,
         kept_tokens=token_store,
+        store_status=store_status,
     )
     app.memstream_services = services  # type: ignore[attr-defined]
     atexit.register(store.close)  # flushes the shard when the worker exits
@@ -493,7 +510,11 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             # the store first, then `indexed`: a crash in between replays into the same
             # points (ids are memory ids), so nothing is lost or doubled
             stored = [results[i] for i in positions]
-            outcomes = await loop.run_in_executor(executor, write_isolated, store, stored)
+            # while the store fails, this retries (with backoff) until it returns: the batch
+            # is not acked meanwhile, so no offset is committed past an unwritten memory
+            outcomes = await loop.run_in_executor(
+                executor, partial(write_isolated, store, stored, status=store_status)
+            )
             for i, error in zip(positions, outcomes, strict=True):
                 if error is not None:
                     results[i] = InvalidEvent(
@@ -549,8 +570,14 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 continue
             if isinstance(removal, Deletion):
                 try:
-                    deleted = await loop_run(
-                        executor, _delete, tombstones, keystore, store, removal, token_store
+                    deleted = await loop_run(  # a store outage delays it (no dead letter)
+                        executor,
+                        partial(call_retrying, store, _delete, status=store_status),
+                        tombstones,
+                        keystore,
+                        store,
+                        removal,
+                        token_store,
                     )
                 except Exception as exc:
                     await reject(_processor_error("deletion", exc), "deletion", msg)
@@ -567,7 +594,13 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             tenant, subject = erasure.tenant, erasure.payload.subject_id
             try:
                 deleted = await loop_run(
-                    executor, _erase, keystore, store, tenant, subject, token_store
+                    executor,
+                    partial(call_retrying, store, _erase, status=store_status),
+                    keystore,
+                    store,
+                    tenant,
+                    subject,
+                    token_store,
                 )
             except Exception as exc:  # dead-lettered, so an operator can re-drive it
                 await reject(_processor_error("erasure", exc), "erasure", msg)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from memstream.logging import get_logger
 from memstream.models.compression import (
     CODEC_NAME,
     DUPLICATE_COSINE,
@@ -25,8 +26,11 @@ from memstream.models.registry import HotSwapScorer
 from memstream.models.reputation import ReputationBook
 from memstream.models.valuation import valuation_features_batch
 from memstream.schemas.events import Indexed, IndexedPayload, Memory, Observation
+from memstream.store.faults import store_fault
 from memstream.store.token_vectors import CONTEXT, TEXT, TokenVectorStore
 from memstream.streams.privacy_stage import Protected
+
+log = get_logger("memstream.model_stage")
 
 Source = Memory | Observation
 
@@ -80,7 +84,14 @@ class ModelStage:
                     (e.tenant, e.event_id, CONTEXT, tv)
                     for (e, _), tv in zip(with_context, contexts, strict=True)
                 ]
-            self.token_store.put(kept)
+            try:
+                self.token_store.put(kept)
+            except Exception as exc:
+                # a cache: without it the rerank computes these at query time. A full disk
+                # must not turn the batch into dead letters (the store's own write waits)
+                if not store_fault(exc):
+                    raise
+                log.warning("token vectors not kept: store fault", error=repr(exc)[:300])
         else:
             vectors = self.embedder.embed(texts)
         # wording is compared on the original text (hashed words, nothing kept in clear):

@@ -23,6 +23,7 @@ from typing import Any
 import faust
 from prometheus_client import Counter
 
+from memstream.broker.security import kafka_client_kwargs
 from memstream.logging import get_logger
 from memstream.processors import (
     MAX_DETAIL_CHARS,
@@ -177,6 +178,7 @@ def _consumer(bootstrap: str, topics: Sequence[str], group: str, timeouts: dict[
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
+        **kafka_client_kwargs(),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

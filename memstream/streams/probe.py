@@ -7,6 +7,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
+from memstream.broker.security import kafka_client_kwargs
 from memstream.client import Client
 from memstream.schemas.topics import INDEXED
 
@@ -26,6 +27,7 @@ async def probe_pipeline(bootstrap: str, timeout: float = 60.0) -> float:
     consumer = AIOKafkaConsumer(
         INDEXED.name,
         bootstrap_servers=bootstrap,
+        **kafka_client_kwargs(),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

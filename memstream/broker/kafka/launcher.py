@@ -26,13 +26,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from memstream.broker.base import (
     BrokerHandle,
     BrokerUnavailable,
+    NodeFaults,
     free_port,
     wait_for_port,
 )
+from memstream.broker.kafka.acls import apply_acls, load_acls
+from memstream.broker.kafka.secure import SecureSetup, load_or_make_secure_setup
 from memstream.logging import get_logger
 
 log = get_logger("memstream.broker")
@@ -246,7 +250,7 @@ class _Node:
         return "\n".join(parts) or f"(no log output in {self.directory})"
 
 
-def _server_properties(node: _Node, nodes: list[_Node]) -> str:
+def _server_properties(node: _Node, nodes: list[_Node], secure: SecureSetup | None = None) -> str:
     n = len(nodes)
     replicas = min(3, n)
     settings = {
@@ -268,6 +272,9 @@ def _server_properties(node: _Node, nodes: list[_Node]) -> str:
         "offsets.topic.replication.factor": replicas,
         "transaction.state.log.replication.factor": replicas,
         "transaction.state.log.min.isr": min(2, n),
+        # what topics (and __consumer_offsets) get unless they say otherwise: with three
+        # replicas, an acknowledged write is on two of them
+        "min.insync.replicas": min(2, n),
         "share.coordinator.state.topic.replication.factor": replicas,
         "share.coordinator.state.topic.min.isr": min(2, n),
         "group.initial.rebalance.delay.ms": 0,
@@ -278,6 +285,8 @@ def _server_properties(node: _Node, nodes: list[_Node]) -> str:
         # Brokers are unfenced on a heartbeat: beat more often so start-up returns sooner.
         "broker.heartbeat.interval.ms": 500,
     }
+    if secure is not None:
+        settings |= secure.server_properties(HOST, node.port, node.controller_port)
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -303,8 +312,11 @@ def _java_cmd(
     ]
 
 
-def _format_nodes(java: str, libs: Path, nodes: list[_Node], cluster_id: str) -> None:
-    """`kafka-storage format` every node (in parallel: each is a JVM start)."""
+def _format_nodes(
+    java: str, libs: Path, nodes: list[_Node], cluster_id: str, extra: list[str] | None = None
+) -> None:
+    """`kafka-storage format` every node (in parallel: each is a JVM start); `extra` adds
+    arguments such as the SCRAM credentials of a secure cluster."""
     if len(nodes) == 1:
         quorum = ["--standalone"]
     else:
@@ -327,6 +339,7 @@ def _format_nodes(java: str, libs: Path, nodes: list[_Node], cluster_id: str) ->
                 "--cluster-id",
                 cluster_id,
                 *quorum,
+                *(extra or []),
             ],
             c1_only=True,
         )
@@ -386,6 +399,109 @@ def _kill_procs(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+class _NodeControl:
+    """Faults on one node of a running cluster: kill -9, restart, pause, resume.
+
+    A restart runs the killed node's own command line again (`Popen.args`: same
+    server.properties, directory and ports, no re-format), so it starts exactly as at
+    first. `pids` is the handle's list, kept current across restarts.
+    """
+
+    def __init__(
+        self,
+        cluster: list[_Node],
+        bootstrap: str,
+        pids: list[int],
+        stopped: threading.Event,
+        security: dict | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.bootstrap = bootstrap
+        self.pids = pids
+        self.stopped = stopped
+        self.security = security  # a secure cluster's admin arguments, for Metadata
+        self.paused: set[int] = set()
+        self.lock = threading.Lock()
+
+    def _proc(self, index: int) -> subprocess.Popen[bytes]:
+        if not 0 <= index < len(self.cluster):
+            raise ValueError(f"no node {index}: the cluster has {len(self.cluster)}")
+        if self.stopped.is_set():
+            raise RuntimeError("the cluster is stopped")
+        proc = self.cluster[index].proc
+        assert proc is not None
+        return proc
+
+    def kill(self, index: int) -> None:
+        with self.lock:
+            _kill_procs([self._proc(index)])
+            self.paused.discard(index)
+
+    def pause(self, index: int) -> None:
+        self._signal(index, signal.SIGSTOP)
+        self.paused.add(index)
+
+    def resume(self, index: int) -> None:
+        self._signal(index, signal.SIGCONT)
+        self.paused.discard(index)
+
+    def resume_all(self) -> None:
+        """Before a stop: a stopped JVM would sit out the SIGTERM grace period."""
+        for index in list(self.paused):
+            with contextlib.suppress(RuntimeError, ProcessLookupError):
+                self.resume(index)
+
+    def _signal(self, index: int, sig: signal.Signals) -> None:
+        with self.lock:
+            proc = self._proc(index)
+            if proc.poll() is not None:
+                raise RuntimeError(f"node {index} is not running (exit {proc.returncode})")
+            os.killpg(proc.pid, sig)
+
+    def restart(self, index: int, timeout: float = 90.0) -> None:
+        with self.lock:
+            node, old = self.cluster[index], self._proc(index)
+            if old.poll() is None:
+                raise RuntimeError(f"node {index} is still running: kill_node({index}) first")
+            with (node.directory / "console.log").open("ab") as console:
+                node.proc = subprocess.Popen(
+                    old.args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    cwd=node.directory,
+                    start_new_session=True,
+                )
+            if index < len(self.pids):
+                self.pids[index] = node.proc.pid
+        deadline = time.monotonic() + timeout
+        port_open = seen = 0
+        while time.monotonic() < deadline:
+            code = node.proc.poll()
+            if code is not None:
+                raise BrokerUnavailable(
+                    f"Kafka node {index} exited with code {code} on restart:\n{node.log_tail()}"
+                )
+            if not port_open:
+                port_open = wait_for_port(HOST, node.port, 0.2)
+                continue
+            seen = _metadata_brokers(
+                self.bootstrap, min(5.0, max(deadline - time.monotonic(), 1.0)), self.security
+            )
+            if seen >= len(self.cluster):
+                return
+            time.sleep(0.1)
+        raise BrokerUnavailable(
+            f"Kafka node {index} not back within {timeout:.0f} s (port open: "
+            f"{bool(port_open)}, brokers in metadata: {seen}):\n{node.log_tail(20)}"
+        )
+
+    def faults(self) -> NodeFaults:
+        return NodeFaults(
+            kill=self.kill, restart=self.restart, pause=self.pause, resume=self.resume
+        )
+
+
 _LIVE: dict[int, Callable[[], None]] = {}
 _LIVE_LOCK = threading.Lock()
 
@@ -399,8 +515,9 @@ def _stop_all() -> None:
         stop()
 
 
-def _metadata_brokers(bootstrap: str, timeout: float) -> int:
-    """How many brokers a real Metadata request reports (0 when the request fails)."""
+def _metadata_brokers(bootstrap: str, timeout: float, security: dict | None = None) -> int:
+    """How many brokers a real Metadata request reports (0 when the request fails);
+    `security`: aiokafka security arguments (a secure cluster's admin)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def probe() -> int:
@@ -408,6 +525,7 @@ def _metadata_brokers(bootstrap: str, timeout: float) -> int:
             bootstrap_servers=bootstrap,
             request_timeout_ms=max(int(timeout * 1000), 1000),
             retry_backoff_ms=100,
+            **(security or {}),
         )
         try:
             await admin.start()
@@ -428,7 +546,27 @@ def _metadata_brokers(bootstrap: str, timeout: float) -> int:
     return result[0]
 
 
-def _wait_ready(nodes: list[_Node], bootstrap: str, timeout: float) -> None:
+def _run_async(coro: Any) -> Any:
+    """Run a coroutine to completion in a thread of its own (works under a running loop)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as err:  # re-raised in the caller's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=run, name="memstream-kafka-admin", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _wait_ready(
+    nodes: list[_Node], bootstrap: str, timeout: float, security: dict | None = None
+) -> None:
     """Block until every port accepts TCP and Metadata lists every broker."""
     deadline = time.monotonic() + timeout
 
@@ -452,7 +590,9 @@ def _wait_ready(nodes: list[_Node], bootstrap: str, timeout: float) -> None:
     seen = 0
     while not pending and time.monotonic() < deadline:
         check_alive()
-        seen = _metadata_brokers(bootstrap, min(5.0, max(deadline - time.monotonic(), 1.0)))
+        seen = _metadata_brokers(
+            bootstrap, min(5.0, max(deadline - time.monotonic(), 1.0)), security
+        )
         if seen >= len(nodes):
             return
         time.sleep(0.1)
@@ -468,7 +608,7 @@ def _wait_ready(nodes: list[_Node], bootstrap: str, timeout: float) -> None:
 _LAYOUT = "cluster.json"
 
 
-def _save_layout(root: Path, cluster_id: str, cluster: list[_Node]) -> None:
+def _save_layout(root: Path, cluster_id: str, cluster: list[_Node], secure: bool = False) -> None:
     """What a restart needs to find the formatted cluster again: its id, and each node's
     directory id and controller port (the KRaft voter set names them)."""
     import json
@@ -476,6 +616,7 @@ def _save_layout(root: Path, cluster_id: str, cluster: list[_Node]) -> None:
     layout = {
         "cluster_id": cluster_id,
         "kafka_version": KAFKA_VERSION,
+        "secure": secure,
         "nodes": [
             {
                 "index": n.index,
@@ -489,7 +630,7 @@ def _save_layout(root: Path, cluster_id: str, cluster: list[_Node]) -> None:
     (root / _LAYOUT).write_text(json.dumps(layout, indent=2) + "\n")
 
 
-def _load_layout(root: Path, nodes: int) -> tuple[str, list[_Node]] | None:
+def _load_layout(root: Path, nodes: int, secure: bool = False) -> tuple[str, list[_Node]] | None:
     import json
 
     path = root / _LAYOUT
@@ -498,6 +639,12 @@ def _load_layout(root: Path, nodes: int) -> tuple[str, list[_Node]] | None:
     layout = json.loads(path.read_text())
     if len(layout["nodes"]) != nodes:
         raise BrokerUnavailable(f"{root} holds a {len(layout['nodes'])}-node cluster, not {nodes}")
+    if bool(layout.get("secure", False)) != secure:
+        kind = "secure" if layout.get("secure") else "plaintext"
+        raise BrokerUnavailable(
+            f"{root} holds a {kind} cluster: start it {'with' if kind == 'secure' else 'without'}"
+            " --secure, or use another data dir"
+        )
     cluster = [
         _Node(
             index=n["index"],
@@ -541,6 +688,7 @@ def start_kafka(
     timeout: float = 90,
     *,
     fast_start: bool = False,
+    secure: bool = False,
 ) -> BrokerHandle:
     """Format and start a local KRaft cluster of 1 or 3 combined broker+controller nodes.
 
@@ -548,6 +696,9 @@ def start_kafka(
     controller on a free port. Without `data_dir` everything lives in a temp dir that `stop()`
     deletes. Returns once a Metadata request lists all `nodes` brokers; raises
     BrokerUnavailable (with the failing node's log tail) otherwise.
+
+    `secure=True` locks it down (`memstream.broker.kafka.secure`): SCRAM over TLS for
+    clients, ACLs enforced; the handle's `secure` holds the CA and the principals' passwords.
 
     `fast_start=True` runs the brokers with the C1 JIT only: about 2 s quicker to start a
     3-node cluster on 2 cores, fine for tests, wrong for benchmarks (lower peak throughput).
@@ -568,7 +719,9 @@ def start_kafka(
     root = Path(tempfile.mkdtemp(prefix="memstream-kafka-")) if data_dir is None else Path(data_dir)
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    saved = _load_layout(root, nodes)
+    saved = _load_layout(root, nodes, secure)
+    setup = load_or_make_secure_setup(root / "secure") if secure else None
+    admin_security = setup.client("admin").aiokafka_kwargs() if setup is not None else None
     if saved is not None:  # a cluster formatted before: same ids, same controller ports
         cluster_id, cluster = saved
         for node in cluster:
@@ -611,11 +764,11 @@ def start_kafka(
         _LIVE[key] = stop
     try:
         for node in cluster:
-            node.config.write_text(_server_properties(node, cluster))
+            node.config.write_text(_server_properties(node, cluster, setup))
         if saved is None:
-            _format_nodes(java, libs, cluster, cluster_id)
+            _format_nodes(java, libs, cluster, cluster_id, setup.format_args() if setup else None)
             if not own_dir:
-                _save_layout(root, cluster_id, cluster)
+                _save_layout(root, cluster_id, cluster, secure)
         for node in cluster:
             with (node.directory / "console.log").open("wb") as console:
                 node.proc = subprocess.Popen(
@@ -633,10 +786,19 @@ def start_kafka(
                     cwd=node.directory,
                     start_new_session=True,  # own process group: signals reach only the JVM
                 )
-        _wait_ready(cluster, bootstrap, timeout - (time.monotonic() - started))
+        _wait_ready(cluster, bootstrap, timeout - (time.monotonic() - started), admin_security)
+        if admin_security is not None:
+            _run_async(apply_acls(bootstrap, admin_security, load_acls()))
     except BaseException:
         stop()
         raise
+
+    pids = [n.proc.pid for n in cluster if n.proc is not None]
+    control = _NodeControl(cluster, bootstrap, pids, stopped, admin_security)
+
+    def resume_and_stop() -> None:
+        control.resume_all()
+        stop()
 
     return BrokerHandle(
         kind="apache-kafka",
@@ -645,7 +807,9 @@ def start_kafka(
         nodes=nodes,
         supports_compaction=True,
         cluster_id=cluster_id,
-        pids=[n.proc.pid for n in cluster if n.proc is not None],
-        _stop=stop,
+        pids=pids,
+        secure=setup,
+        _stop=resume_and_stop,
         _kill=lambda: _kill_procs([n.proc for n in cluster if n.proc is not None]),
+        _node_faults=control.faults(),
     )
