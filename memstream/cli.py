@@ -124,14 +124,28 @@ def worker(
     ] = None,
     serve: Annotated[bool, typer.Option(help="also serve the HTTP API from this worker")] = False,
     port: Annotated[int | None, typer.Option(help="HTTP API port (default 8700)")] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="all (default), or a comma-separated set of model (validate, privacy, "
+            "embed -> indexed; stateless), sink (indexed -> store), match (subscriptions -> "
+            "deliveries), api (HTTP, MCP, push); roles without api serve /healthz and /metrics"
+        ),
+    ] = None,
 ) -> None:
     """Run the stream processors (validate -> indexed / dead-letter) until SIGINT/SIGTERM."""
+    from memstream.streams.roles import Roles
     from memstream.streams.worker import run_worker
 
     settings = _settings()
-    if serve:
+    if role is not None:
+        try:
+            settings = settings.model_copy(update={"role": Roles.parse(role).label})
+        except ValueError as err:
+            raise _fail(str(err)) from err
+    if serve or port:
         settings = settings.model_copy(
-            update={"serve": True, "web_port": port or settings.web_port}
+            update={"serve": serve or settings.serve, "web_port": port or settings.web_port}
         )
     run_worker(settings, require_bootstrap(settings, bootstrap))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         "dead-lettered) until space is freed; a write on a full disk would kill the worker "
         "(SIGBUS: the shard is memory-mapped). 0 = no check",
     )
+    store_shards: int = Field(
+        default=1, ge=1, description="Qdrant server: shards of a new collection (shard_number)"
+    )
+    store_replicas: int = Field(
+        default=1, ge=1, description="Qdrant server: copies of each shard (replication_factor)"
+    )
     recency_half_life_days: float = Field(default=90.0, gt=0)
     recency_weight: float = Field(default=0.5, ge=0)
     usefulness_weight: float = Field(default=0.1, ge=0)
@@ -182,6 +188,11 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8700, description="HTTP API port of `memstream up`")
     api_host: str = Field(default="127.0.0.1", description="where the HTTP API listens")
     serve: bool = Field(default=False, description="serve the HTTP API from the worker")
+    role: str = Field(
+        default="all",
+        description="what `memstream worker` does: all, or a comma-separated set of model, "
+        "sink, match, api (memstream/streams/roles.py)",
+    )
     log_level: str = Field(default="INFO")
     log_format: Literal["json", "console"] = Field(default="json")
 
@@ -195,6 +206,18 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("role")
+    @classmethod
+    def _known_roles(cls, value: str) -> str:
+        from memstream.streams.roles import Roles
+
+        return Roles.parse(value).label
+
+    def worker_roles(self):  # -> memstream.streams.roles.Roles
+        from memstream.streams.roles import Roles
+
+        return Roles.parse(self.role)
 
     def kafka_security(self):  # -> memstream.broker.security.KafkaSecurity
         """These settings' Kafka connection security, checked (KafkaSecurity)."""

@@ -759,6 +759,17 @@ def create_api(
     async def stats(who: Reader) -> dict[str, Any]:
         return await backend.stats(who)
 
+    add_health_routes(api, backend)
+
+    api.add_middleware(BodyGuard, limit=max_body_bytes)
+    api.add_middleware(CatchAll)  # outermost: a bug is a JSON 500, never a dropped connection
+    return api
+
+
+def add_health_routes(api: FastAPI, backend: object) -> None:
+    """/healthz (readiness: the store takes writes), /livez and /metrics; every worker role
+    serves them, the full API and a health-only one alike."""
+
     @api.get("/healthz", response_model=None)
     async def healthz() -> dict[str, str] | JSONResponse:
         """200 `{"status": "ok"}`; 503 `{"status": "degraded", "store": "unavailable",
@@ -779,8 +790,12 @@ def create_api(
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    api.add_middleware(BodyGuard, limit=max_body_bytes)
-    api.add_middleware(CatchAll)  # outermost: a bug is a JSON 500, never a dropped connection
+
+def create_health_api(backend: object) -> FastAPI:
+    """Health and metrics alone: what a worker without the `api` role serves (probes and
+    Prometheus scrapes, `deploy/k8s`)."""
+    api = FastAPI(title="memstream worker", docs_url=None, redoc_url=None, openapi_url=None)
+    add_health_routes(api, backend)
     return api
 
 

@@ -281,6 +281,12 @@ class WorkerServices:
         return self.privacy.visible_text("", sealed, tenant, caller)
 
     # --- pipeline hooks -------------------------------------------------------------------
+    def note_indexed(self, count: int) -> None:
+        """Records handed on to `indexed` by a model worker that neither stores nor matches
+        them (where it does, `match` counts them)."""
+        self.counts["indexed"] += count
+        INDEXED_TOTAL.inc(count)
+
     def note_dead_letter(self, tenant: str) -> None:
         self.counts["dead_letter"] += 1
         self.dead_by_tenant[tenant] = self.dead_by_tenant.get(tenant, 0) + 1
@@ -444,3 +450,24 @@ def attach_api(app: faust.App, services: WorkerServices, settings: Settings) -> 
         log.info("api listening", url=f"http://{settings.api_host}:{settings.web_port}")
         async with mcp_sessions.run():  # lifespan is off: the MCP sessions start here
             await server.serve()
+
+
+def attach_health(app: faust.App, services: WorkerServices, settings: Settings) -> None:
+    """Serve /healthz, /livez and /metrics alone from a worker without the `api` role."""
+    from memstream.services.api import create_health_api
+
+    api = create_health_api(services)
+
+    @app.task
+    async def serve_health() -> None:
+        server = EmbeddedServer(
+            uvicorn.Config(
+                api,
+                host=settings.api_host,
+                port=settings.web_port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        log.info("health listening", url=f"http://{settings.api_host}:{settings.web_port}")
+        await server.serve()

@@ -44,13 +44,19 @@ def open_store(
     dim: int = 384,
     api_key: str | None = None,
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+    shards: int = 1,
+    replicas: int = 1,
 ) -> MemoryStore:
     """A store for `url_or_path` (see the module docstring); close it when done."""
     if url_or_path.startswith(("http://", "https://")):
         from qdrant_client import QdrantClient
 
         return QdrantServerStore(
-            QdrantClient(url=url_or_path, api_key=api_key), dim=dim, close_client=True
+            QdrantClient(url=url_or_path, api_key=api_key),
+            dim=dim,
+            close_client=True,
+            shards=shards,
+            replicas=replicas,
         )
     if url_or_path == ":memory:":
         from qdrant_client import QdrantClient

@@ -109,11 +109,17 @@ class QdrantServerStore(HybridSearch):
         *,
         dim: int = 384,
         close_client: bool = False,
+        shards: int = 1,
+        replicas: int = 1,
     ) -> None:
+        """`shards` and `replicas`: how a new collection is spread over a Qdrant cluster
+        (`shard_number`, `replication_factor`; a single server or local mode ignores them)."""
         self.client = client
         self.collection = collection
         self.dim = dim
         self.close_client = close_client
+        self.shards = shards
+        self.replicas = replicas
         if collection not in self._aliases() and not client.collection_exists(collection):
             version = self.create_version()
             self.swap(version)
@@ -176,6 +182,10 @@ class QdrantServerStore(HybridSearch):
     def _create_collection(self, name: str) -> None:
         self.client.create_collection(
             collection_name=name,
+            shard_number=self.shards,
+            replication_factor=self.replicas,
+            # a write is acknowledged once a majority of the replicas applied it
+            write_consistency_factor=max(1, self.replicas // 2 + 1),
             vectors_config={
                 DENSE: models.VectorParams(
                     size=self.dim,

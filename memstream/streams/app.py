@@ -47,7 +47,7 @@ from memstream.schemas.topics import (
     INDEXED,
     INPUT_KINDS,
 )
-from memstream.services.runtime import WorkerServices, attach_api
+from memstream.services.runtime import WorkerServices, attach_api, attach_health
 from memstream.settings import Settings
 from memstream.store.faults import StoreStatus
 from memstream.store.sink import call_retrying, open_when_available, write_isolated
@@ -320,8 +320,9 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     and heartbeats 1 s (FIELD-NOTES); Apache Kafka refuses sessions under 6 s by default.
     """
     session_timeout = 4.0 if tansu else settings.session_timeout_s
+    roles = settings.worker_roles()
     app = LowLatencyApp(
-        settings.consumer_group,
+        roles.consumer_group(settings.consumer_group),
         broker=broker_urls(bootstrap),
         broker_credentials=settings.kafka_security().faust_credentials(),
         store="memory://",
@@ -359,20 +360,22 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     registry = ModelRegistry(settings.data_dir / "models", "valuation")
     reputation = ReputationBook()
     token_store = TokenVectorStore(settings.data_dir / "token_vectors.db")
-    # the ingest session sleeps when idle: the PII scan runs beside it on the same cores
-    stage = ModelStage(
-        load_embedder(settings.embedder, settings.onnx_provider, spin=False),
-        HotSwapScorer(registry, check_every_s=settings.valuation_check_s),
-        reputation=reputation,
-        duplicate_cosine=settings.duplicate_cosine,
-        token_store=token_store,
-    )
-    log.info(
-        "model stage ready",
-        embedding=stage.embedder.version,
-        providers=getattr(stage.embedder, "providers", None),
-        valuation=stage.scorer.label,
-    )
+    stage: ModelStage | None = None
+    if roles.model:
+        # the ingest session sleeps when idle: the PII scan runs beside it on the same cores
+        stage = ModelStage(
+            load_embedder(settings.embedder, settings.onnx_provider, spin=False),
+            HotSwapScorer(registry, check_every_s=settings.valuation_check_s),
+            reputation=reputation,
+            duplicate_cosine=settings.duplicate_cosine,
+            token_store=token_store,
+        )
+        log.info(
+            "model stage ready",
+            embedding=stage.embedder.version,
+            providers=getattr(stage.embedder, "providers", None),
+            valuation=stage.scorer.label,
+        )
     keystore = KeyStore(settings.data_dir / "keys.db")
     tombstones = Tombstones(settings.data_dir / TOMBSTONES_FILE)
     privacy = build_privacy_stage(settings, keystore) if settings.pii_enabled else None
@@ -383,18 +386,28 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     screening_executor = privacy_executor(settings)
     in_child = isinstance(screening_executor, ProcessPoolExecutor)
     query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-query")
-    query_embedder = (
-        load_embedder(settings.embedder, settings.onnx_provider, threads=1)
-        if settings.serve and settings.embedder == "minilm"
-        else stage.embedder
-    )
+    serve_api = roles.api and (settings.serve or not roles.everything)
+    if stage is None:  # queries and subscriptions still need the embedding
+        query_embedder = load_embedder(settings.embedder, settings.onnx_provider)
+    elif serve_api and settings.embedder == "minilm":
+        query_embedder = load_embedder(settings.embedder, settings.onnx_provider, threads=1)
+    else:
+        query_embedder = stage.embedder
     from memstream.store import open_store
 
-    # a store that fails (a server not up yet, a full disk) is waited for, with backoff
-    store = open_when_available(
-        lambda: open_store(
-            settings.store_location(), min_free_bytes=int(settings.store_min_free_mb * 1_048_576)
+    # a store that fails (a server not up yet, a full disk) is waited for, with backoff;
+    # the model and match roles never touch it
+    store = (
+        open_when_available(
+            lambda: open_store(
+                settings.store_location(),
+                min_free_bytes=int(settings.store_min_free_mb * 1_048_576),
+                shards=settings.store_shards,
+                replicas=settings.store_replicas,
+            )
         )
+        if roles.needs_store
+        else None
     )
     store_status = StoreStatus()  # the sink's view of the store, for /healthz and /metrics
     optimizer = _Optimizer(store)
@@ -402,7 +415,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     services = WorkerServices(
         app,
         bootstrap,
-        store,
+        store,  # type: ignore[arg-type]  # None only where no route or stage reads it
         query_embedder,
         query_executor,
         settings.ranking_weights(),
@@ -412,7 +425,9 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         store_status=store_status,
     )
     app.memstream_services = services  # type: ignore[attr-defined]
-    atexit.register(store.close)  # flushes the shard when the worker exits
+    if store is not None:
+        atexit.register(store.close)  # flushes the shard when the worker exits
+    log.info("worker roles", roles=roles.label, group=app.conf.id)
 
     async def reject(err: InvalidEvent, stage_name: str, msg: faust.types.Message) -> None:
         letter = dead_letter(
@@ -504,27 +519,10 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         valid: list[tuple[faust.types.Message, Memory | Observation]], results: list[Outcome]
     ) -> None:
         producer = app.producer
-        loop = asyncio.get_running_loop()
-        positions = [i for i, r in enumerate(results) if isinstance(r, Indexed)]
-        if positions:
-            # the store first, then `indexed`: a crash in between replays into the same
-            # points (ids are memory ids), so nothing is lost or doubled
-            stored = [results[i] for i in positions]
-            # while the store fails, this retries (with backoff) until it returns: the batch
-            # is not acked meanwhile, so no offset is committed past an unwritten memory
-            outcomes = await loop.run_in_executor(
-                executor, partial(write_isolated, store, stored, status=store_status)
-            )
-            for i, error in zip(positions, outcomes, strict=True):
-                if error is not None:
-                    results[i] = InvalidEvent(
-                        "store_error", f"{type(error).__name__}: {error}"[:2000], SINK_STAGE
-                    )
-            written = [r for r in results if isinstance(r, Indexed)]
-            await loop.run_in_executor(executor, optimizer.maybe_optimize, len(written))
-            fresh = [r for r in written if r.payload.duplicate_of is None]
-            deliveries = await loop.run_in_executor(executor, services.match, fresh)
-            await services.send_deliveries(deliveries)
+        # with the sink role here: the store first, then `indexed` (a crash in between
+        # replays into the same points: ids are memory ids, nothing is lost or doubled);
+        # without it, `indexed` is the hand-over to the sink processes
+        await sink_and_match(results)
         for (msg, parsed), result in zip(valid, results, strict=True):
             if isinstance(result, InvalidEvent):
                 await reject(result, result.stage or MODEL_STAGE, msg)
@@ -544,98 +542,164 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 INDEXED.name, str(parsed.event_id).encode(), result.to_json(), None, None, None
             )
 
-    @app.agent(sources, name="memstream.pipeline")
-    async def pipeline(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=window):
-            try:
-                await handle_batch([event.message for event in events])
-            except Exception:
-                # Not an event's fault (those become dead letters above): the producer or
-                # the broker failed. Faust acks a batch whose handler raised, and would then
-                # commit past events neither stored nor dead-lettered; exiting first keeps
-                # the offsets where they are, and a restarted worker re-reads the batch.
-                log.critical("pipeline batch failed; exiting so that nothing is acked")
-                os._exit(70)
+    async def sink_and_match(results: list[Outcome]) -> None:
+        """This process's share of the stored records: into the store (sink role; a record
+        the store refuses becomes a `store_error` in `results`), then matched against the
+        subscriptions (match role)."""
+        loop = asyncio.get_running_loop()
+        positions = [i for i, r in enumerate(results) if isinstance(r, Indexed)]
+        if not positions:
+            return
+        if roles.sink:
+            stored = [results[i] for i in positions]
+            # while the store fails, this retries (with backoff) until it returns: the batch
+            # is not acked meanwhile, so no offset is committed past an unwritten memory
+            outcomes = await loop.run_in_executor(
+                executor, partial(write_isolated, store, stored, status=store_status)
+            )
+            for i, error in zip(positions, outcomes, strict=True):
+                if error is not None:
+                    results[i] = InvalidEvent(
+                        "store_error", f"{type(error).__name__}: {error}"[:2000], SINK_STAGE
+                    )
+            written = [r for r in results if isinstance(r, Indexed)]
+            await loop.run_in_executor(executor, optimizer.maybe_optimize, len(written))
+        else:
+            written = [results[i] for i in positions]
+        if roles.match:
+            fresh = [r for r in written if r.payload.duplicate_of is None]
+            deliveries = await loop.run_in_executor(executor, services.match, fresh)
+            await services.send_deliveries(deliveries)
+        else:
+            services.note_indexed(len(written))
 
-    @app.agent(app.topic(ERASURES.name, **raw), name="memstream.erasure")
-    async def erase(stream: faust.StreamT) -> None:
-        """Right to be forgotten: delete the subject's key (its sealed values become noise
-        everywhere, replays included) and its memories in the store."""
-        async for event in stream.events():
-            msg = event.message
+    async def handle_indexed(messages: list[faust.types.Message]) -> None:
+        """Records the model stage wrote to `indexed` elsewhere: stored and/or matched here;
+        one that does not parse or that the store refuses is dead-lettered with its reason."""
+        results: list[Outcome] = []
+        for msg in messages:
             try:
-                removal = removal_adapter.validate_json(msg.value or b"")
-            except ValidationError as exc:
-                await reject(InvalidEvent("invalid_fields", str(exc)[:2000]), "erasure", msg)
-                continue
-            if isinstance(removal, Deletion):
+                results.append(Indexed.model_validate_json(msg.value or b""))
+            except (ValidationError, ValueError) as exc:
+                results.append(InvalidEvent("invalid_fields", str(exc)[:2000], SINK_STAGE))
+        await sink_and_match(results)
+        for msg, result in zip(messages, results, strict=True):
+            if isinstance(result, InvalidEvent):
+                await reject(result, result.stage or SINK_STAGE, msg)
+
+    if roles.reads_indexed():
+
+        @app.agent(app.topic(INDEXED.name, **raw), name="memstream.from-indexed")
+        async def from_indexed(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(settings.batch_size, within=window):
                 try:
-                    deleted = await loop_run(  # a store outage delays it (no dead letter)
+                    await handle_indexed([event.message for event in events])
+                except Exception:  # not an event's fault: see `pipeline`
+                    log.critical("indexed batch failed; exiting so that nothing is acked")
+                    os._exit(70)
+
+    if roles.model:
+
+        @app.agent(sources, name="memstream.pipeline")
+        async def pipeline(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(settings.batch_size, within=window):
+                try:
+                    await handle_batch([event.message for event in events])
+                except Exception:
+                    # Not an event's fault (those become dead letters above): the producer or
+                    # the broker failed. Faust acks a batch whose handler raised, and would then
+                    # commit past events neither stored nor dead-lettered; exiting first keeps
+                    # the offsets where they are, and a restarted worker re-reads the batch.
+                    log.critical("pipeline batch failed; exiting so that nothing is acked")
+                    os._exit(70)
+
+    if roles.sink:
+
+        @app.agent(app.topic(ERASURES.name, **raw), name="memstream.erasure")
+        async def erase(stream: faust.StreamT) -> None:
+            """Right to be forgotten: delete the subject's key (its sealed values become noise
+            everywhere, replays included) and its memories in the store."""
+            async for event in stream.events():
+                msg = event.message
+                try:
+                    removal = removal_adapter.validate_json(msg.value or b"")
+                except ValidationError as exc:
+                    await reject(InvalidEvent("invalid_fields", str(exc)[:2000]), "erasure", msg)
+                    continue
+                if isinstance(removal, Deletion):
+                    try:
+                        deleted = await loop_run(  # a store outage delays it (no dead letter)
+                            executor,
+                            partial(call_retrying, store, _delete, status=store_status),
+                            tombstones,
+                            keystore,
+                            store,
+                            removal,
+                            token_store,
+                        )
+                    except Exception as exc:
+                        await reject(_processor_error("deletion", exc), "deletion", msg)
+                        continue
+                    log.info(
+                        "memories deleted",
+                        tenant=removal.tenant,
+                        reason=removal.payload.reason,
+                        requested=len(removal.payload.memory_ids),
+                        deleted=deleted,
+                    )
+                    continue
+                erasure = removal
+                tenant, subject = erasure.tenant, erasure.payload.subject_id
+                try:
+                    deleted = await loop_run(
                         executor,
-                        partial(call_retrying, store, _delete, status=store_status),
-                        tombstones,
+                        partial(call_retrying, store, _erase, status=store_status),
                         keystore,
                         store,
-                        removal,
+                        tenant,
+                        subject,
                         token_store,
                     )
-                except Exception as exc:
-                    await reject(_processor_error("deletion", exc), "deletion", msg)
+                except Exception as exc:  # dead-lettered, so an operator can re-drive it
+                    await reject(_processor_error("erasure", exc), "erasure", msg)
                     continue
                 log.info(
-                    "memories deleted",
-                    tenant=removal.tenant,
-                    reason=removal.payload.reason,
-                    requested=len(removal.payload.memory_ids),
-                    deleted=deleted,
+                    "subject erased", tenant=tenant, subject_id=subject, memories_deleted=deleted
                 )
-                continue
-            erasure = removal
-            tenant, subject = erasure.tenant, erasure.payload.subject_id
+
+        @app.timer(interval=1.0)
+        async def optimize_when_idle() -> None:
+            await loop_run(executor, optimizer.maybe_optimize_idle)
+
+        reaper = _Reaper(store)
+
+        @app.timer(interval=1.0)
+        async def reap_expired() -> None:
+            """Time to live: a deletion event on the log for each expired memory."""
             try:
-                deleted = await loop_run(
-                    executor,
-                    partial(call_retrying, store, _erase, status=store_status),
-                    keystore,
-                    store,
-                    tenant,
-                    subject,
-                    token_store,
-                )
-            except Exception as exc:  # dead-lettered, so an operator can re-drive it
-                await reject(_processor_error("erasure", exc), "erasure", msg)
-                continue
-            log.info("subject erased", tenant=tenant, subject_id=subject, memories_deleted=deleted)
+                due = await loop_run(query_executor, reaper.due, datetime.now(UTC))
+                for tenant, ids in due.items():
+                    await services.delete(tenant, "memstream-ttl", ids, "expired")
+            except Exception:  # the next tick tries again; search already hides them
+                log.exception("expiry sweep failed")
 
-    @app.timer(interval=1.0)
-    async def optimize_when_idle() -> None:
-        await loop_run(executor, optimizer.maybe_optimize_idle)
+    if roles.match or roles.api:
 
-    reaper = _Reaper(store)
+        @app.task
+        async def subscriptions() -> None:
+            await services.follow_subscriptions()
 
-    @app.timer(interval=1.0)
-    async def reap_expired() -> None:
-        """Time to live: a deletion event on the log for each expired memory."""
-        try:
-            due = await loop_run(query_executor, reaper.due, datetime.now(UTC))
-            for tenant, ids in due.items():
-                await services.delete(tenant, "memstream-ttl", ids, "expired")
-        except Exception:  # the next tick tries again; search already hides them
-            log.exception("expiry sweep failed")
-
-    @app.task
-    async def subscriptions() -> None:
-        await services.follow_subscriptions()
-
-    if settings.serve:
+    if serve_api:
         attach_api(app, services, settings)
+    elif not roles.everything:  # probes and scrapes reach every role (deploy/k8s)
+        attach_health(app, services, settings)
 
-    if settings.processors_enabled:
+    if roles.sink and settings.processors_enabled:
         attach_processors(app, settings, dead, None)  # None: plug-ins get their own thread
-    if settings.archive_enabled:
+    if roles.sink and settings.archive_enabled:
         attach_archive(app, settings, settings.data_dir / "archive", archived_topics())
 
-    if settings.learner_enabled:
+    if roles.sink and settings.learner_enabled:
         learner = FeedbackLearner(
             registry,
             publish_every=settings.learner_publish_every,
