@@ -116,13 +116,13 @@ async def test_model_workers_apart_from_the_store_owner_lose_nothing(
             acknowledged = [first_id]
             async with Client(kafka.bootstrap, tenant=tenant, agent_id="writer") as client:
                 joining = None
-                for i in range(1, 151):
+                for i in range(1, 101):
                     acknowledged.append(str(await client.publish_memory(f"fact {i}: measured")))
-                    if i == 20:  # a second model worker joins while memories flow
+                    if i == 15:  # a second model worker joins while memories flow
                         joining = asyncio.create_task(
                             asyncio.to_thread(_spawn, kafka, data_dir, "model", "model-2")
                         )
-                    if i == 100:
+                    if i == 60:
                         os.kill(first.pid, signal.SIGKILL)  # the first one dies mid-stream
                     await asyncio.sleep(0.05)
                 assert joining is not None

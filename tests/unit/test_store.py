@@ -7,6 +7,7 @@ against a Python oracle built on `Caller.may_see`.
 
 from __future__ import annotations
 
+import os
 import random
 import warnings
 from collections.abc import Iterator
@@ -62,12 +63,50 @@ def upsert_texts(store: MemoryStore, memories: list[StoredMemory], dense: np.nda
     store.upsert(memories, dense, [doc_sparse(m.text) for m in memories])
 
 
-@pytest.fixture(params=["edge", "server"])
+@pytest.fixture(scope="module")
+def qdrant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Qdrant server when a `qdrant` binary is on PATH (the server path at scale)."""
+    import shutil
+    import subprocess
+
+    from memstream.broker.base import free_port, wait_for_port
+
+    binary = shutil.which("qdrant")
+    if binary is None:
+        pytest.skip(
+            "no `qdrant` binary on PATH (none is installable from the package registries "
+            "here); the server code path runs on qdrant-client's local mode instead"
+        )
+    port = free_port()
+    storage = tmp_path_factory.mktemp("qdrant")
+    env = {
+        **os.environ,
+        "QDRANT__SERVICE__HTTP_PORT": str(port),
+        "QDRANT__SERVICE__GRPC_PORT": str(free_port()),
+        "QDRANT__STORAGE__STORAGE_PATH": str(storage / "storage"),
+        "QDRANT__STORAGE__SNAPSHOTS_PATH": str(storage / "snapshots"),
+    }
+    proc = subprocess.Popen([binary], env=env, cwd=storage, stdout=subprocess.DEVNULL)
+    try:
+        assert wait_for_port("127.0.0.1", port, 60), "qdrant did not open its port"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(params=["edge", "server", "qdrant-binary"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore]:
     if request.param == "edge":
         s: MemoryStore = EdgeStore(tmp_path / "shard")
-    else:
+    elif request.param == "server":
         s = QdrantServerStore(QdrantClient(":memory:"), close_client=True)
+    else:
+        url = request.getfixturevalue("qdrant_server")
+        collection = f"t{uuid4().hex[:8]}"
+        s = QdrantServerStore(
+            QdrantClient(url=url), collection, close_client=True, shards=2, replicas=1
+        )
     yield s
     s.close()
 
