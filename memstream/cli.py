@@ -797,12 +797,23 @@ def bench_replay(
 
 @bench_app.command("push")
 def bench_push(
-    rates: Annotated[str, typer.Option(help="memories/s to publish, comma-separated")] = "50,200",
+    rates: Annotated[
+        str, typer.Option(help="memories/s to publish, comma-separated; empty = skip")
+    ] = "50,200",
     subscriptions: Annotated[int, typer.Option()] = 100,
     seconds: Annotated[float, typer.Option(help="seconds per rate")] = 20.0,
     matcher_sizes: Annotated[
-        str, typer.Option(help="subscriptions for the matcher run")
+        str, typer.Option(help="subscriptions for the matcher run; empty = skip")
     ] = "1000,10000",
+    matcher_seconds: Annotated[
+        float, typer.Option(help="matcher: seconds per size for search and for match")
+    ] = 10.0,
+    matcher_check: Annotated[
+        int, typer.Option(help="matcher: memories per size checked against brute force")
+    ] = 64,
+    matcher_locomo: Annotated[
+        Path, typer.Option(help="matcher: LoCoMo file whose texts the simulation starts from")
+    ] = Path("../shared/data/locomo_dev.json"),
     broker_kind: Annotated[str, typer.Option("--broker", help="tansu or kafka")] = "tansu",
     as_json: Annotated[bool, typer.Option("--json")] = False,
     save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
@@ -810,16 +821,23 @@ def bench_push(
     """Publish-to-push latency p50/p99 per rate, and matcher throughput per subscription count."""
     from memstream.bench.push import run_push_bench
 
+    rate_list = tuple(int(r) for r in rates.split(",") if r.strip())
+    sizes = tuple(int(m) for m in matcher_sizes.split(",") if m.strip())
+    if sizes and not matcher_locomo.is_file():
+        raise _fail(f"no LoCoMo file at {matcher_locomo}; pass --matcher-locomo")
     _settings()
     result = run_push_bench(
-        tuple(int(r) for r in rates.split(",")),
+        rate_list,
         subscriptions,
         seconds,
-        tuple(int(m) for m in matcher_sizes.split(",")),
+        sizes,
         broker_kind,
+        matcher_seconds=matcher_seconds,
+        matcher_check=matcher_check,
+        locomo=matcher_locomo,
         progress=not as_json,
     )
-    _emit("push", result, save=save, as_json=as_json)
+    _emit("push" if rate_list else "push-matcher", result, save=save, as_json=as_json)
 
 
 DEV_LOCOMO = Path("../shared/data/locomo_dev.json")
@@ -1008,6 +1026,66 @@ def bench_faults(
     _emit(f"faults-{fault}", result, save=save, as_json=as_json)
     if result["lost"] or result["store_duplicates"]:
         raise typer.Exit(code=1)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    workers: Annotated[
+        str, typer.Option(help="model worker counts to measure, comma-separated")
+    ] = "1,2",
+    memories: Annotated[
+        int | None,
+        typer.Option(
+            help="memories preloaded before the workers start (LoCoMo turns); default 2000, "
+            "20000 with --light"
+        ),
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="runs per worker count (median reported)")] = 2,
+    dataset: Annotated[
+        Path, typer.Option(help="LoCoMo-format JSON file whose turns are the memories")
+    ] = DEV_LOCOMO,
+    light: Annotated[
+        bool,
+        typer.Option(
+            help="static embedder and fast PII tier: a secondary figure, not the headline"
+        ),
+    ] = False,
+    pin: Annotated[bool, typer.Option(help="pin worker i to core i (taskset -c i)")] = True,
+    keep: Annotated[bool, typer.Option(help="keep the temp dir with the workers' logs")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON only")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Events/s of `memstream worker --role model` with 1, 2, ... processes on Apache Kafka
+    (8 partitions per input topic), each worker pinned to its own core: memories are
+    preloaded, then each configuration drains them in a fresh consumer group; the median
+    per configuration, the scaling ratio 2/1 against the 1.8 bar, and where the CPU went
+    (workers, PII children, broker, bench, other processes). No sink runs (model workers
+    never open the store). Progress goes to stderr."""
+    from memstream.bench.scale import parse_workers, run_scale_bench
+
+    try:
+        counts = parse_workers(workers)
+    except ValueError as err:
+        raise _fail(str(err)) from err
+    if (memories is not None and memories < 100) or repeats < 1:
+        raise _fail("--memories must be at least 100 and --repeats at least 1")
+    if not dataset.is_file():
+        raise _fail(f"no LoCoMo file at {dataset}; pass --dataset")
+    _settings()
+    try:
+        result = run_scale_bench(
+            counts,
+            dataset=dataset,
+            memories=memories,
+            repeats=repeats,
+            light=light,
+            pin=pin,
+            keep=keep,
+            progress=True,
+        )
+    except (BrokerUnavailable, RuntimeError) as err:
+        raise _fail(str(err)) from err
+    _emit("scale", result, save=save, as_json=as_json)
 
 
 @bench_app.command("fuzz")

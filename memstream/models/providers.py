@@ -7,6 +7,7 @@ really uses is read back with `session.get_providers()`, never assumed.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import onnxruntime as ort
@@ -27,9 +28,22 @@ def requested_providers(prefer: Preference = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def allowed_cores() -> int | None:
+    """Cores this process may run on when that is fewer than the machine has (a worker
+    started under `taskset` or a container CPU set), else None. ONNX Runtime sizes its pool
+    by the machine's cores and pins a thread to each; on one allowed core two threads
+    would take turns on it."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return None
+    return allowed if allowed < (os.cpu_count() or allowed) else None
+
+
 def session_options(threads: int | None = None, spin: bool = True) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    threads = threads or allowed_cores()
     if threads:
         options.intra_op_num_threads = threads
     if not spin:

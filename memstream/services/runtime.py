@@ -301,19 +301,32 @@ class WorkerServices:
         if not records or not len(self.subscriptions):
             return []
         now = datetime.now(UTC)
-        deliveries = []
+        live: list[Indexed] = []
+        vectors: list[np.ndarray] = []
         for record in records:
             expires = record.payload.expires_at
             if expires is not None and expires <= now:
                 continue  # expired already: it leaves deliveries at once
             try:
                 code = np.frombuffer(base64.b64decode(record.payload.vector_b64), dtype=np.uint8)
-                vector = decode_vectors(code.reshape(1, -1))[0]
-                deliveries.extend(
-                    self.subscriptions.match(record, vector, now, self._delivery_text)
-                )
+                vectors.append(decode_vectors(code.reshape(1, -1))[0])
+                live.append(record)
             except Exception:
                 log.exception("matching failed for a memory", memory_id=str(record.event_id))
+        deliveries: list[Delivery] = []
+        try:  # one pass over each tenant's subscriptions for the whole batch
+            for found in self.subscriptions.match_many(live, vectors, now, self._delivery_text):
+                deliveries.extend(found)
+        except Exception:
+            log.exception("batch matching failed; matching one by one", memories=len(live))
+            deliveries = []
+            for record, vector in zip(live, vectors, strict=True):
+                try:
+                    deliveries.extend(
+                        self.subscriptions.match(record, vector, now, self._delivery_text)
+                    )
+                except Exception:
+                    log.exception("matching failed for a memory", memory_id=str(record.event_id))
         self.counts["deliveries"] += len(deliveries)
         DELIVERED.inc(len(deliveries))
         return deliveries

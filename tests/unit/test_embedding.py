@@ -7,6 +7,9 @@ scripts/make_embedding_fixture.py (sentence-transformers 6.2.0, torch 2.15.0).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +57,21 @@ def test_empty_batch(embedder: OnnxEmbedder) -> None:
 
 def test_provider_is_read_back_from_the_session(embedder: OnnxEmbedder) -> None:
     assert embedder.providers[-1] == "CPUExecutionProvider"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to restrict a process to 1")
+def test_onnx_pool_is_sized_to_the_cores_the_process_may_use() -> None:
+    """Under `taskset -c 0` ONNX Runtime would start a thread per machine core and pin
+    them; the worker's sessions ask for as many threads as cores it may run on."""
+    code = (
+        "import os; os.sched_setaffinity(0, {0});"
+        "from memstream.models.providers import allowed_cores, session_options;"
+        "print(allowed_cores(), session_options().intra_op_num_threads,"
+        " session_options(threads=3).intra_op_num_threads)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1", "3"]
+    from memstream.models.providers import allowed_cores, session_options
+
+    assert allowed_cores() is None  # unrestricted: ONNX Runtime's own default
+    assert session_options().intra_op_num_threads == 0
