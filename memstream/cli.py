@@ -575,18 +575,65 @@ def bench_embed(
 
 @eval_app.command("valuation")
 def eval_valuation(
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="LoCoMo-format JSON: train the valuation on simulated feedback from some "
+            "conversations, measure the ranking prior and the admission bar on the others; "
+            "without it, the synthetic feedback stream (AUC only)"
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option(help="recall@k (with --dataset)")] = 5,
+    pii: Annotated[
+        str, typer.Option(help="with --dataset: privacy policy as in eval retrieval")
+    ] = "worker",
     seed: Annotated[int, typer.Option()] = 0,
-    feedback: Annotated[int, typer.Option(help="simulated feedback events")] = 20_000,
-    noise: Annotated[float, typer.Option(help="share of feedback labels flipped")] = 0.2,
+    feedback: Annotated[int, typer.Option(help="synthetic: simulated feedback events")] = 20_000,
+    noise: Annotated[float, typer.Option(help="synthetic: share of labels flipped")] = 0.2,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
 ) -> None:
-    """AUC of the learned valuation model vs the cold-start heuristic on simulated feedback."""
+    """Does the valuation pay? With --dataset: recall@k with the learned valuation as a
+    ranking prior against without, and what the admission bar keeps out of the pool and
+    costs, on conversations the model never saw (progress on stderr). Without: AUC of the
+    learned model against the cold-start heuristic on a synthetic feedback stream."""
+    _settings()
+    if dataset is not None:
+        from memstream.eval.pool import run_pool_eval
+
+        if not dataset.is_file():
+            raise typer.BadParameter(f"{dataset}: no such file", param_hint="--dataset")
+        result = run_pool_eval(dataset, k=k, seed=seed, pii_policy=pii)
+        _emit("eval-valuation-pool", result, save=save, as_json=as_json)
+        return
     from memstream.eval.valuation import run_valuation_eval
 
-    _settings()
     result = run_valuation_eval(seed=seed, n_feedback=feedback, noise=noise)
     _emit("eval-valuation", result, save=save, as_json=as_json)
+
+
+@eval_app.command("cache")
+def eval_cache(
+    tasks: Annotated[int, typer.Option(help="tasks in the generated stream")] = 2000,
+    bar: Annotated[
+        float, typer.Option(help="cosine a cached task needs (the headline figure)")
+    ] = 0.90,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """The semantic result cache on a generated task stream (exact repeats, paraphrases,
+    near-misses with one value changed; memstream/eval/cache.py): share of duplicate work
+    avoided and false hits, at --bar and at other bars, and without the value test."""
+    from memstream.eval.cache import run_cache_eval
+
+    _settings()
+    if not 0.0 < bar <= 1.0:
+        raise typer.BadParameter("must be in (0, 1]", param_hint="--bar")
+    if tasks < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--tasks")
+    result = run_cache_eval(n=tasks, seed=seed, bar=bar)
+    _emit("eval-cache", result, save=save, as_json=as_json)
 
 
 @eval_app.command("retrieval")

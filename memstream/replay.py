@@ -388,6 +388,7 @@ class ReplayStats:
     processor_failures: int = 0
     erased: int = 0
     deleted: int = 0
+    kept_out: int = 0
 
 
 _UNSET = object()
@@ -496,6 +497,7 @@ class _Pipeline:
 
     def run(self, batch: list[RawMessage], stats: ReplayStats) -> list[tuple[RawMessage, Indexed]]:
         """Store one batch; returns the (source record, Indexed) pairs that were stored."""
+        from memstream.models.admission import admission_bar
         from memstream.store.sink import write_records
 
         pairs: list[tuple[RawMessage, Indexed]] = []
@@ -536,6 +538,11 @@ class _Pipeline:
                     stats.rejected += 1
                 else:
                     pairs.append((message, result))
+        bar = admission_bar(self.settings.admission_bar)
+        if bar is not None:  # the live sink's admission bar, so a rebuild holds what it holds
+            admitted = [(m, r) for m, r in pairs if bar.admits(r)]
+            stats.kept_out += len(pairs) - len(admitted)
+            pairs = admitted
         if pairs:
             written = write_records(self.store, [record for _, record in pairs])
             stats.memories_written += written.written
@@ -814,6 +821,7 @@ async def replay_async(
         "rejected": stats.rejected,
         "skipped_erased": stats.erased,
         "skipped_deleted": stats.deleted,
+        "kept_out_of_pool": stats.kept_out,
         "memories_written": stats.memories_written,
         "duplicates_merged": stats.duplicates_merged,
         "superseded": stats.superseded,

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     recency_half_life_days: float = Field(default=90.0, gt=0)
     recency_weight: float = Field(default=0.5, ge=0)
     usefulness_weight: float = Field(default=0.1, ge=0)
+    admission_bar: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="shared memories whose learned usefulness is under this stay on the log "
+        "but out of the store (never under the cold-start heuristic, never private ones); "
+        "`memstream eval valuation --dataset F` picks one on training conversations and "
+        "measures it on others. Unset = admit everything",
+    )
     dense_weight: float = Field(default=0.5, ge=0)
     rerank_window: int = Field(
         default=30,

@@ -11,6 +11,7 @@ the serving side runs exactly what was trained, and can swap versions without a 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -27,7 +28,7 @@ PROJECTION_DIM = 16
 
 _PROJECTION_SEED = 0x6D656D73  # "mems": a constant, so every process builds the same matrix
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 """Bump when the meaning or order of the features changes; a model trained on another
 version must not be served (the registry metadata records it)."""
 
@@ -47,14 +48,40 @@ _BASE_FEATURES = (
     "log_text_chars",
     "n_tags",
 )
+TEXT_FEATURES = (
+    "is_question",
+    "function_word_share",
+    "filler_word_share",
+    "capitalised_share",
+    "has_number",
+)
+"""What the wording says about a memory's reuse, whatever its topic (see `text_features`)."""
 FEATURE_NAMES: tuple[str, ...] = (
     *_BASE_FEATURES,
+    *TEXT_FEATURES,
     *(f"emb_proj_{i:02d}" for i in range(PROJECTION_DIM)),
 )
 """Column order of every feature matrix (fixed; see FEATURE_VERSION)."""
 N_FEATURES = len(FEATURE_NAMES)
 
 _I_NOVELTY, _I_REPUTATION, _I_OBS, _I_LOG_AGE, _I_LOG_CHARS, _I_TAGS = range(6)
+_I_TEXT = len(_BASE_FEATURES)
+_I_PROJ = _I_TEXT + len(TEXT_FEATURES)
+
+_WORD = re.compile(r"<[A-Z_]+>|[^\W\d_]+(?:'[^\W\d_]+)?|\d+(?:[.,:]\d+)*")
+_FUNCTION_WORDS = frozenset(
+    """a an the and or but if so to of in on at for with from by as is are was were be been
+    being am it its it's this that these those there here i you he she we they me him her us
+    them my your his our their mine yours do does did done have has had not no just really
+    very too also can could would should will shall may might must i'm you're that's what
+    when how why who which all some any more most much many such than then about into up
+    out over again oh well""".split()
+)
+_FILLER_WORDS = frozenset(
+    """haha hahaha lol lmao thanks thank thx wow omg yay awesome cool nice sure ok okay yeah
+    yep yup hi hey hello bye cheers great glad totally absolutely definitely amazing love
+    lovely congrats congratulations sounds hope fun""".split()
+)
 _KINDS = {"memory": 0.0, "observation": 1.0}
 
 
@@ -79,6 +106,41 @@ def _projection(dim: int) -> np.ndarray:
     return matrix
 
 
+def text_features(text: str) -> tuple[float, float, float, float, float]:
+    """The TEXT_FEATURES of one text, each in [0, 1], in that order. Why each is there:
+
+    - `is_question`: a question asks for knowledge rather than holding it;
+    - `function_word_share`: articles, pronouns, auxiliaries; small talk ("that's so true,
+      I think so too") is mostly these, a reusable fact carries content words;
+    - `filler_word_share`: words of chit-chat and politeness ("haha", "thanks", "awesome")
+      that make a turn friendly but not informative;
+    - `capitalised_share`: capitalised words past the first (names of people, places,
+      products) and privacy placeholders (`<PERSON>`): the specifics questions ask about;
+    - `has_number`: dates, times, amounts, versions, identifiers.
+    A leading "speaker: " is left out, so who said it does not count as content.
+    """
+    head, sep, rest = text.partition(": ")
+    if sep and len(head) <= 40 and "\n" not in head:
+        text = rest
+    words = _WORD.findall(text)
+    if not words:
+        return (float(text.rstrip().endswith("?")), 0.0, 0.0, 0.0, 0.0)
+    lower = [w.lower() for w in words]
+    n = float(len(words))
+    capitalised = sum(
+        1
+        for i, w in enumerate(words)
+        if i > 0 and (w.startswith("<") or (w[0].isupper() and lower[i] not in _FUNCTION_WORDS))
+    )
+    return (
+        float(text.rstrip().endswith("?")),
+        sum(w in _FUNCTION_WORDS for w in lower) / n,
+        sum(w in _FILLER_WORDS for w in lower) / n,
+        capitalised / n,
+        float(any(w[0].isdigit() for w in words)),
+    )
+
+
 def _column(name: str, values: Any, n: int) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.shape[0] != n:
@@ -97,6 +159,7 @@ def valuation_features_batch(
     age_hours: Sequence[float] | np.ndarray,
     text_chars: Sequence[int] | np.ndarray,
     n_tags: Sequence[int] | np.ndarray,
+    texts: Sequence[str] | None = None,
     dim: int = EMBEDDING_DIM,
 ) -> np.ndarray:
     """Feature matrix (N, len(FEATURE_NAMES)) float32 for N memories, in FEATURE_NAMES order.
@@ -105,6 +168,8 @@ def valuation_features_batch(
     tenant's existing memories (1.0 for an empty pool); `reputation` is the contributor's
     in [0, 1] (0.5 when unknown). Novelty and reputation are clipped to [0, 1], ages below
     zero (clock skew) count as 0, tags are capped at MAX_TAGS; logs tame heavy tails.
+    `texts` (the text as stored, after the privacy stage) give the TEXT_FEATURES; without
+    them those are 0 (a caller that has no text, such as a synthetic stream).
     """
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[1] != dim:
@@ -127,9 +192,15 @@ def valuation_features_batch(
     out[:, _I_LOG_AGE] = np.log1p(np.maximum(_column("age_hours", age_hours, n), 0.0))
     out[:, _I_LOG_CHARS] = np.log1p(np.maximum(_column("text_chars", text_chars, n), 0.0))
     out[:, _I_TAGS] = np.clip(_column("n_tags", n_tags, n), 0.0, MAX_TAGS)
+    if texts is None:
+        out[:, _I_TEXT:_I_PROJ] = 0.0
+    else:
+        if len(texts) != n:
+            raise ValueError(f"texts has {len(texts)} values for {n} embeddings")
+        out[:, _I_TEXT:_I_PROJ] = [text_features(t) for t in texts]
     # float64 so a memory's features do not depend on the batch it came in (float32 BLAS
     # sums in batch-dependent order); the result rounds to the same float32 either way.
-    out[:, len(_BASE_FEATURES) :] = emb.astype(np.float64) @ _projection(dim).astype(np.float64)
+    out[:, _I_PROJ:] = emb.astype(np.float64) @ _projection(dim).astype(np.float64)
     return out
 
 
@@ -142,6 +213,7 @@ def valuation_features(
     age_hours: float,
     text_chars: int,
     n_tags: int,
+    text: str | None = None,
     dim: int = EMBEDDING_DIM,
 ) -> np.ndarray:
     """Feature vector (len(FEATURE_NAMES),) float32 of one memory; see the batch version."""
@@ -156,6 +228,7 @@ def valuation_features(
         age_hours=[age_hours],
         text_chars=[text_chars],
         n_tags=[n_tags],
+        texts=None if text is None else [text],
         dim=dim,
     )[0]
 

@@ -45,6 +45,10 @@ log = get_logger("memstream.services")
 INDEXED_TOTAL = Counter("memstream_memories_indexed_total", "memories written to the store")
 DEAD_LETTERS = Counter("memstream_dead_letters_total", "events sent to the dead-letter topic")
 DELIVERED = Counter("memstream_deliveries_total", "deliveries produced")
+KEPT_OUT = Counter(
+    "memstream_pool_kept_out_total",
+    "shared memories under the admission bar: kept on the log, not stored",
+)
 
 
 class WorkerServices:
@@ -286,6 +290,11 @@ class WorkerServices:
         them (where it does, `match` counts them)."""
         self.counts["indexed"] += count
         INDEXED_TOTAL.inc(count)
+
+    def note_kept_out(self, count: int) -> None:
+        """Memories the admission bar kept out of the pool (on the log, not stored)."""
+        self.counts["kept_out"] = self.counts.get("kept_out", 0) + count
+        KEPT_OUT.inc(count)
 
     def note_dead_letter(self, tenant: str) -> None:
         self.counts["dead_letter"] += 1

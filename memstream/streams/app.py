@@ -25,6 +25,7 @@ import faust
 from pydantic import Field, TypeAdapter, ValidationError
 
 from memstream.logging import get_logger
+from memstream.models.admission import admission_bar
 from memstream.models.embedding import load_embedder
 from memstream.models.feedback_learner import FeedbackLearner
 from memstream.models.registry import HotSwapScorer, ModelRegistry
@@ -411,6 +412,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     )
     store_status = StoreStatus()  # the sink's view of the store, for /healthz and /metrics
     optimizer = _Optimizer(store)
+    admission = admission_bar(settings.admission_bar)
     app.memstream_store = store  # type: ignore[attr-defined]
     services = WorkerServices(
         app,
@@ -548,6 +550,12 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         subscriptions (match role)."""
         loop = asyncio.get_running_loop()
         positions = [i for i, r in enumerate(results) if isinstance(r, Indexed)]
+        if admission is not None and positions:
+            # kept out of the pool: on the log still, but neither stored nor pushed
+            admitted = [i for i in positions if admission.admits(results[i])]  # type: ignore[arg-type]
+            if len(admitted) < len(positions):
+                services.note_kept_out(len(positions) - len(admitted))
+                positions = admitted
         if not positions:
             return
         if roles.sink:
@@ -562,7 +570,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                     results[i] = InvalidEvent(
                         "store_error", f"{type(error).__name__}: {error}"[:2000], SINK_STAGE
                     )
-            written = [r for r in results if isinstance(r, Indexed)]
+            written = [results[i] for i in positions if isinstance(results[i], Indexed)]
             await loop.run_in_executor(executor, optimizer.maybe_optimize, len(written))
         else:
             written = [results[i] for i in positions]

@@ -107,6 +107,7 @@ class ModelStage:
             age_hours=[(now - e.ts).total_seconds() / 3600 for e in events],
             text_chars=[len(p.text) for p in protected],
             n_tags=[len(p.tags) for p in protected],
+            texts=[p.text for p in protected],
         )
         scores, valuation_label = self.scorer.score(features)
         codes = encode_vectors(vectors)

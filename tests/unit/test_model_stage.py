@@ -11,6 +11,7 @@ import pytest
 from memstream.models.compression import decode_vector
 from memstream.models.registry import HotSwapScorer, ModelRegistry
 from memstream.models.static import StaticEmbedder
+from memstream.models.valuation import N_FEATURES
 from memstream.schemas import Memory, Observation
 from memstream.streams.app import enrich_or_reject
 from memstream.streams.enrich import ModelStage
@@ -47,7 +48,7 @@ def test_records_keep_the_source_identity_and_carry_models(
         "codec": "rlm4-384-v1",
     }
     assert record.payload.novelty == 1.0  # empty pool
-    assert len(record.payload.features) == 22
+    assert len(record.payload.features) == N_FEATURES
 
 
 def test_duplicates_merge_within_tenant_and_scope_only(stage: ModelStage) -> None:

@@ -308,3 +308,40 @@ def test_replay_protects_personal_data_like_the_worker(tmp_path: Path) -> None:
     with CollectionSet(tmp_path / "s").open(1) as store:
         [stored] = store.get(Caller("acme", "a1"), [event.event_id])
     assert "jane.doe@example.com" not in stored.text
+
+
+def test_a_replay_applies_the_admission_bar_of_the_live_sink(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Records a learned model scored under the bar stay out of the rebuilt store, as the
+    live sink keeps them out; private ones and cold-start ones are admitted."""
+    pipeline = _Pipeline(settings, store=None)
+    records = pipeline.stage.process(memories(9, tenant="globex"))
+    scored = []
+    for i, record in enumerate(records):
+        payload = record.payload.model_copy(
+            update={"usefulness": 0.1 if i % 3 else 0.9, "models": {"valuation": "valuation:v4"}}
+        )
+        scope = "private" if i == 1 else "tenant"
+        scored.append(record.model_copy(update={"payload": payload, "scope": scope}))
+    write_archive(tmp_path / "idx", INDEXED.name, [r.to_json() for r in scored])
+    barred = settings.model_copy(update={"admission_bar": 0.5})
+    summary = replay(
+        barred,
+        topics=[INDEXED.name],
+        from_archive=tmp_path / "idx",
+        store_root=tmp_path / "s",
+        progress=False,
+    )
+    # 0, 3, 6 score 0.9; 1 is private; 2, 4, 5, 7, 8 are kept out
+    assert summary["kept_out_of_pool"] == 5 and summary["memories_written"] == 4
+    with CollectionSet(tmp_path / "s").open(1) as store:
+        assert store.count("globex") == 4
+    everything = replay(
+        settings,
+        topics=[INDEXED.name],
+        from_archive=tmp_path / "idx",
+        store_root=tmp_path / "s-all",
+        progress=False,
+    )
+    assert everything["kept_out_of_pool"] == 0 and everything["memories_written"] == 9
