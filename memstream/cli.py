@@ -636,6 +636,29 @@ def eval_cache(
     _emit("eval-cache", result, save=save, as_json=as_json)
 
 
+@eval_app.command("economy")
+def eval_economy(
+    dataset: Annotated[
+        Path, typer.Option(help="LoCoMo-format JSON: the honest agents' knowledge and questions")
+    ] = Path("../shared/data/locomo_dev.json"),
+    rounds: Annotated[int, typer.Option(min=2, help="rounds of asking and rating")] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Honest, lazy and poisoning agents and a ring of colluding raters share a pool for N
+    rounds (memstream/eval/economy.py): reputations, the poisoners' memories against the
+    admission bar, what the ring earned, and the honest agents' recall against a run
+    without attackers (progress on stderr)."""
+    from memstream.eval.economy import run_economy_eval
+
+    _settings()
+    if not dataset.is_file():
+        raise typer.BadParameter(f"{dataset}: no such file", param_hint="--dataset")
+    result = run_economy_eval(dataset, rounds=rounds, seed=seed)
+    _emit("eval-economy", result, save=save, as_json=as_json)
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     dataset: Annotated[

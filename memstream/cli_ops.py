@@ -56,15 +56,46 @@ def replay_cmd(
         Path | None, typer.Option(help="the Edge store directory (default <data dir>/store)")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="records per batch")] = None,
+    books: Annotated[
+        bool,
+        typer.Option(
+            "--books",
+            help="instead: rebuild the reputation book and the credit ledger from "
+            "indexed, feedback and deliveries, and say whether they equal the live ones "
+            "(writes nothing)",
+        ),
+    ] = False,
+    tenant: Annotated[
+        str | None, typer.Option(help="with --books: compare this tenant only")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Re-process history into a new store version while the live one serves.
 
     Resumable: re-running the same command continues after the last stored batch. With
     --swap the alias moves at the end; a running worker follows it within a second."""
-    from memstream.replay import ReplayError, replay
+    from memstream.replay import ReplayError, replay, replay_books
 
     settings = stack_settings(_settings())
+    if books:
+        try:
+            found = replay_books(
+                settings, from_archive=from_archive, bootstrap=bootstrap, tenant=tenant
+            )
+        except ReplayError as err:
+            raise _fail(str(err)) from err
+        if as_json:
+            typer.echo(json.dumps(found, indent=2))
+        else:
+            same = found["equal_to_live"]
+            typer.echo(
+                f"{found['records_read']} records read; reputation "
+                f"{'equals' if same['reputation'] else 'DIFFERS FROM'} the live book, ledger "
+                f"{'equals' if same['ledger'] else 'DIFFERS FROM'} the live ledger"
+            )
+        if not all(found["equal_to_live"].values()):
+            raise typer.Exit(1)
+        return
     try:
         summary = replay(
             settings,

@@ -131,6 +131,36 @@ class Settings(BaseSettings):
     recency_half_life_days: float = Field(default=90.0, gt=0)
     recency_weight: float = Field(default=0.5, ge=0)
     usefulness_weight: float = Field(default=0.1, ge=0)
+    reputation_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="search: + weight x log(2 x author's reputation): no effect while nobody "
+        "is rated, up to -3.9 for an author whose memories proved wrong, +0.66 at most",
+    )
+    cache_bar: float = Field(
+        default=0.90,
+        gt=0,
+        le=1,
+        description="semantic result cache: cosine a cached task needs to stand for the asked "
+        "one, before the value test (memstream eval cache measures other bars)",
+    )
+    reputation_seeds: list[str] = Field(
+        default_factory=list,
+        description="raters trusted a priori, as tenant/agent (JSON list in the env var): "
+        "reputation flows from them (EigenTrust), so a ring of agents that only rate each "
+        "other earns nothing; none = every agent pre-trusted alike, and rings are not resisted",
+    )
+    ledger_tenants: list[str] = Field(
+        default_factory=list,
+        description="tenants that keep a credit ledger (JSON list; off for every other "
+        "tenant): deliveries and used/helped feedback cost the reader, helped/used feedback "
+        "earns the author (docs/models.md, Ledger)",
+    )
+    ledger_initial_credit: float = Field(default=100.0, ge=0)
+    ledger_delivery_cost: float = Field(default=1.0, ge=0)
+    ledger_use_cost: float = Field(default=1.0, ge=0)
+    ledger_helped_reward: float = Field(default=3.0, ge=0)
+    ledger_used_reward: float = Field(default=1.0, ge=0)
     admission_bar: float | None = Field(
         default=None,
         ge=0,
@@ -216,12 +246,42 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
+    @field_validator("reputation_seeds")
+    @classmethod
+    def _seeds_are_tenant_agent(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            tenant, sep, agent = entry.partition("/")
+            if not sep or not tenant or not agent:
+                raise ValueError(f"reputation seed {entry!r} is not tenant/agent")
+        return value
+
     @field_validator("role")
     @classmethod
     def _known_roles(cls, value: str) -> str:
         from memstream.streams.roles import Roles
 
         return Roles.parse(value).label
+
+    def ledger_rules(self):  # -> memstream.models.ledger.LedgerRules
+        from memstream.models.ledger import LedgerRules
+
+        return LedgerRules(
+            initial_credit=self.ledger_initial_credit,
+            delivery_cost=self.ledger_delivery_cost,
+            use_cost=self.ledger_use_cost,
+            helped_reward=self.ledger_helped_reward,
+            used_reward=self.ledger_used_reward,
+        )
+
+    def reputation_seed_map(self) -> dict[str, set[str]]:
+        """`reputation_seeds` as tenant -> agents."""
+        seeds: dict[str, set[str]] = {}
+        for entry in self.reputation_seeds:
+            tenant, sep, agent = entry.partition("/")
+            if not sep or not tenant or not agent:
+                raise ValueError(f"reputation seed {entry!r} is not tenant/agent")
+            seeds.setdefault(tenant, set()).add(agent)
+        return seeds
 
     def worker_roles(self):  # -> memstream.streams.roles.Roles
         from memstream.streams.roles import Roles
@@ -256,4 +316,5 @@ class Settings(BaseSettings):
             half_life_days=self.recency_half_life_days,
             usefulness=self.usefulness_weight,
             rerank_window=self.rerank_window,
+            reputation=self.reputation_weight,
         )

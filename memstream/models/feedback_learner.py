@@ -24,6 +24,8 @@ from memstream.models.valuation import (
     feedback_target,
 )
 
+REPUTATION_COLUMN = FEATURE_NAMES.index("reputation")
+
 log = get_logger("memstream.models.feedback_learner")
 
 
@@ -98,10 +100,16 @@ class FeedbackLearner:
         score: float | None,
         *,
         event_id: str | None = None,
+        rater_weight: float = 1.0,
+        reputation: float | None = None,
     ) -> bool:
         """Train on one feedback event; False if the memory's features are unknown (or the
-        event, by `event_id`, was already learned: at-least-once delivery redelivers)."""
+        event, by `event_id`, was already learned: at-least-once delivery redelivers).
+        `rater_weight` (0-1): how far the rater is trusted (a ring's ratings teach nothing);
+        `reputation`: the author's reputation now, put in place of the one it had when the
+        memory was valued, so the model learns what a contributor's standing predicts."""
         target, weight = feedback_target(outcome, score)  # unknown outcome: ValueError
+        weight *= min(max(float(rater_weight), 0.0), 1.0)
         features = self._features.get(memory_id)
         if features is None:
             self.n_unknown += 1
@@ -113,7 +121,12 @@ class FeedbackLearner:
             while len(self._seen_events) > self.dedupe_size:
                 self._seen_events.popitem(last=False)
         self._features.move_to_end(memory_id)  # memories that get feedback stay cached
-        self.model.partial_fit(features[None, :], np.array([target]), np.array([weight]))
+        if weight <= 0.0:
+            return True  # counted as seen; nothing to learn from it
+        x = features[None, :].copy()
+        if reputation is not None:
+            x[0, REPUTATION_COLUMN] = min(max(float(reputation), 0.0), 1.0)
+        self.model.partial_fit(x, np.array([target]), np.array([weight]))
         self.n_learned += 1
         self._pending += 1
         if self._pending >= self.publish_every and self.model.n_seen >= self.min_labels:

@@ -19,6 +19,7 @@ shared words: 0.727 -> 0.780.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +39,7 @@ class RankingWeights:
     late: float = 1.0  # late-interaction (MaxSim) score, in the rerank stage
     lexical_with_late: float = 0.5  # lexical weight in the rerank stage (MaxSim matches words too)
     rerank_window: int = 30  # top candidates re-scored with late interaction; 0 = off
+    reputation: float = 1.0  # x log(2 x author's reputation now) (0.5 = unknown: no effect)
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,14 @@ def rank(
     weights: RankingWeights | None = None,
     subject_agents: frozenset[str] = frozenset(),
     late: np.ndarray | None = None,
+    reputation: Callable[[str, str], float] | None = None,
 ) -> list[ScoredMemory]:
     """Candidates best first. A candidate one list missed gets that list's lowest score;
     one written by an agent in ``subject_agents`` (the query is about them) gets a boost.
     ``late`` (one late-interaction score per hit) marks the rerank stage: it is added and
-    lexical counts ``lexical_with_late`` instead of ``lexical``."""
+    lexical counts ``lexical_with_late`` instead of ``lexical``. ``reputation(tenant,
+    agent)`` is the author's reputation now (not when the memory was valued), so a
+    contributor whose memories turned out poor or poisoned sinks in every search."""
     weights = weights or RankingWeights()
     if not hits:
         return []
@@ -94,6 +99,12 @@ def rank(
     )
     if late is not None:
         score = score + weights.late * _standardise(np.asarray(late, dtype=float))
+    if reputation is not None and weights.reputation:
+        standing = np.array([reputation(h.memory.tenant, h.memory.agent_id) for h in hits])
+        # log(2 r): 0 for an agent nobody rated, +0.66 at most for a trusted one, -3.9 at
+        # least for one whose memories proved wrong: mostly a penalty, strong enough to sink
+        # a poisoner's memory that mimics the question word for word
+        score = score + weights.reputation * np.log(2.0 * np.clip(standing, 0.01, 1.0))
     order = np.argsort(-score, kind="stable")
     return [
         ScoredMemory(

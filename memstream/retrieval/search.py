@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -28,9 +29,12 @@ class Retriever:
         weights: RankingWeights | None = None,
         candidates: int = 50,
         kept_tokens: TokenVectorStore | None = None,
+        reputation: Callable[[str, str], float] | None = None,
     ) -> None:
         """`kept_tokens`: the token vectors the ingest path kept (`ModelStage`), read by the
-        rerank before it runs the model on a candidate."""
+        rerank before it runs the model on a candidate. `reputation(tenant, agent)`: the
+        authors' reputation, a ranking term (see `rank`)."""
+        self.reputation = reputation
         self.store = store
         self.embedder = embedder
         self.weights = weights or RankingWeights()
@@ -100,7 +104,7 @@ class Retriever:
             scores = decode_vectors(codes.reshape(len(missing), -1)) @ vector
             for hit, score in zip(missing, scores, strict=True):
                 hit.dense_score = float(score)
-        ranked = rank(hits, now, self.weights, subjects)
+        ranked = rank(hits, now, self.weights, subjects, reputation=self.reputation)
         window = self.weights.rerank_window
         if self.late is None or len(ranked) < 2:
             return ranked[:k]
@@ -114,7 +118,7 @@ class Retriever:
             caller.tenant,
             [str(h.memory.memory_id) for h in top],
         )
-        reranked = rank(top, now, self.weights, subjects, late)
+        reranked = rank(top, now, self.weights, subjects, late, self.reputation)
         return (reranked + ranked[window:])[:k]
 
     def _embed_query(self, text: str, mode: str) -> np.ndarray:

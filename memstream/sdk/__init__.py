@@ -2,6 +2,8 @@
 
 from memstream.sdk.http import (
     AsyncHttpClient,
+    CachedResult,
+    CacheLookup,
     DeliveredMemory,
     Forbidden,
     HttpClient,
@@ -19,6 +21,8 @@ from memstream.sdk.http import (
 
 __all__ = [
     "AsyncHttpClient",
+    "CacheLookup",
+    "CachedResult",
     "DeliveredMemory",
     "Forbidden",
     "HttpClient",

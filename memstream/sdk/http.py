@@ -61,6 +61,26 @@ class DeliveredMemory(BaseModel):
         return cls(cursor=cursor, **fields)
 
 
+class CachedResult(BaseModel):
+    """A task's result from the semantic result cache."""
+
+    result_id: str
+    task: str
+    result: str
+    verification: str
+    agent_id: str
+    scope: str
+
+
+class CacheLookup(BaseModel):
+    """`hit` (with the result), `miss`, or `rejected`: a similar task named other values."""
+
+    outcome: Literal["hit", "miss", "rejected"]
+    result: CachedResult | None = None
+    score: float | None = None
+    reason: str | None = None
+
+
 class ImportSummary(BaseModel):
     accepted: int
     dead_lettered: int
@@ -194,6 +214,11 @@ def _list(
         "cursor": cursor,
     }
     return _Call("GET", "/v1/memories", params)
+
+
+def _cache_result(task: str, result: str, verification: str, scope: str) -> _Call:
+    body = {"task": task, "result": result, "verification": verification, "scope": scope}
+    return _Call("POST", "/v1/cache", body=body)
 
 
 def _subscribe(
@@ -341,6 +366,25 @@ class HttpClient:
         body = {"memory_id": str(memory_id), "outcome": outcome, "score": score, "note": note}
         body = {k: v for k, v in body.items() if v is not None}
         return UUID(self._do(_Call("POST", "/v1/feedback", body=body))["event_id"])
+
+    def cache_result(
+        self,
+        task: str,
+        result: str,
+        *,
+        verification: Literal["verified", "unverified", "failed"] = "unverified",
+        scope: str = "tenant",
+    ) -> CachedResult:
+        """Publish a task's result, so that agents about to do the same task find it."""
+        return CachedResult(**self._do(_cache_result(task, result, verification, scope)))
+
+    def reputation(self, agent_id: str) -> dict[str, Any]:
+        """An agent's reputation in your tenant and what it rests on."""
+        return self._do(_Call("GET", f"/v1/agents/{agent_id}/reputation"))
+
+    def lookup(self, task: str) -> CacheLookup:
+        """A stored result for this task (same meaning, same values), if there is one."""
+        return CacheLookup(**self._do(_Call("POST", "/v1/cache/lookup", body={"task": task})))
 
     def subscribe(
         self,
@@ -545,6 +589,26 @@ class AsyncHttpClient:
         body = {"memory_id": str(memory_id), "outcome": outcome, "score": score, "note": note}
         body = {k: v for k, v in body.items() if v is not None}
         return UUID((await self._do(_Call("POST", "/v1/feedback", body=body)))["event_id"])
+
+    async def cache_result(
+        self,
+        task: str,
+        result: str,
+        *,
+        verification: Literal["verified", "unverified", "failed"] = "unverified",
+        scope: str = "tenant",
+    ) -> CachedResult:
+        """Publish a task's result, so that agents about to do the same task find it."""
+        return CachedResult(**await self._do(_cache_result(task, result, verification, scope)))
+
+    async def reputation(self, agent_id: str) -> dict[str, Any]:
+        """An agent's reputation in your tenant and what it rests on."""
+        return await self._do(_Call("GET", f"/v1/agents/{agent_id}/reputation"))
+
+    async def lookup(self, task: str) -> CacheLookup:
+        """A stored result for this task (same meaning, same values), if there is one."""
+        data = await self._do(_Call("POST", "/v1/cache/lookup", body={"task": task}))
+        return CacheLookup(**data)
 
     async def subscribe(
         self,

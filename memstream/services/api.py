@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
@@ -134,6 +134,16 @@ class Backend(Protocol):
 
     async def erase(self, tenant: str, values: list[str]) -> list[dict[str, str]]: ...
 
+    async def cache_publish(
+        self, caller: Caller, task: str, result: str, verification: str, scope: str
+    ) -> Any: ...
+
+    async def cache_lookup(self, caller: Caller, task: str) -> Any: ...
+
+    async def standing(self, caller: Caller, agent_id: str) -> Any: ...
+
+    async def balances(self, caller: Caller, everyone: bool) -> list[Any] | None: ...
+
 
 # --- request bodies ---------------------------------------------------------------------------
 
@@ -227,6 +237,57 @@ class Accepted(BaseModel):
     event_id: UUID
 
 
+class CachedResultIn(_Body):
+    task: str = Field(min_length=1, max_length=4096, description="the task, as the agent put it")
+    result: str = Field(max_length=65536)
+    verification: Literal["verified", "unverified", "failed"] = "unverified"
+    scope: ScopeStr = "tenant"
+
+
+class CachedResultOut(BaseModel):
+    result_id: str
+    task: str
+    result: str
+    verification: str
+    agent_id: str
+    scope: str
+
+
+class Reputation(BaseModel):
+    tenant: str
+    agent_id: str
+    reputation: float = Field(description="0-1; 0.5 where no trusted rater has rated it")
+    trust: float = Field(description="its weight as a rater, relative to the most trusted")
+    ratings_received: int = Field(description="feedback events on its memories, by others")
+    weighted_good: float
+    weighted_bad: float
+    seeded: bool = Field(description="a rater the tenant trusts a priori")
+
+
+class LedgerBalance(BaseModel):
+    agent_id: str
+    balance: float
+    earned: float
+    spent: float
+    entries: int
+
+
+class LedgerView(BaseModel):
+    tenant: str
+    balances: list[LedgerBalance]
+
+
+class CacheLookupIn(_Body):
+    task: str = Field(min_length=1, max_length=4096)
+
+
+class CacheLookupOut(BaseModel):
+    outcome: Literal["hit", "miss", "rejected"]
+    result: CachedResultOut | None = None
+    score: float | None = None
+    reason: str | None = None
+
+
 class SubscriptionCreated(BaseModel):
     subscription_id: str
 
@@ -271,6 +332,17 @@ def current_caller(
             headers={"Retry-After": str(retry_after)},
         )
     return caller
+
+
+def _cached(entry: Any) -> CachedResultOut:
+    return CachedResultOut(
+        result_id=entry.result_id,
+        task=entry.task,
+        result=entry.result,
+        verification=entry.verification,
+        agent_id=entry.agent_id,
+        scope=entry.scope,
+    )
 
 
 def bearer_token(request: Request) -> str:
@@ -401,6 +473,69 @@ def create_api(
         )
         await publish(FEEDBACK.name, event, str(body.memory_id))
         return Accepted(event_id=event.event_id)
+
+    @api.get("/v1/agents/{agent_id}/reputation", response_model=Reputation)
+    async def reputation(
+        agent_id: Annotated[str, Path(min_length=1, max_length=256)], who: Reader
+    ) -> Reputation:
+        """An agent's reputation in the caller's tenant: how the memories it wrote fared,
+        each rating weighted by the trust of its rater (self-feedback does not count)."""
+        found = await backend.standing(who, agent_id)
+        return Reputation(**vars(found))
+
+    async def _ledger(who: Caller, everyone: bool) -> LedgerView:
+        found = await backend.balances(who, everyone)
+        if found is None:
+            raise HTTPException(
+                404, f"tenant {who.tenant!r} keeps no ledger (MEMSTREAM_LEDGER_TENANTS)"
+            )
+        return LedgerView(
+            tenant=who.tenant,
+            balances=[
+                LedgerBalance(
+                    agent_id=b.agent_id,
+                    balance=b.balance,
+                    earned=b.earned,
+                    spent=b.spent,
+                    entries=b.entries,
+                )
+                for b in found
+            ],
+        )
+
+    @api.get("/v1/ledger", response_model=LedgerView)
+    async def ledger(who: Reader) -> LedgerView:
+        """The caller's credit balance: deliveries and memories it used cost credits, its
+        memories rated helpful earn them (404 where its tenant keeps no ledger)."""
+        return await _ledger(who, everyone=False)
+
+    @api.get("/v1/ledger/agents", response_model=LedgerView)
+    async def ledger_of_tenant(who: Administrator) -> LedgerView:
+        """Every agent's balance in the caller's tenant (`admin` scope)."""
+        return await _ledger(who, everyone=True)
+
+    @api.post("/v1/cache", status_code=201, response_model=CachedResultOut)
+    async def cache_result(body: CachedResultIn, who: Writer) -> CachedResultOut:
+        """Publish a task's result to the semantic result cache, so that an agent about to
+        do the same task can look it up first; visible by `scope` like a memory."""
+        require_member(who, body.scope)
+        entry = await backend.cache_publish(
+            who, body.task, body.result, body.verification, body.scope
+        )
+        return _cached(entry)
+
+    @api.post("/v1/cache/lookup", response_model=CacheLookupOut)
+    async def cache_lookup(body: CacheLookupIn, who: Reader) -> CacheLookupOut:
+        """The stored result of a task that means the same and names the same values (host,
+        region, number, date, identifier, ...), or none: `miss`, or `rejected` when only
+        tasks with other values were similar."""
+        found = await backend.cache_lookup(who, body.task)
+        return CacheLookupOut(
+            outcome=found.outcome,
+            result=_cached(found.result) if found.result is not None else None,
+            score=found.score,
+            reason=found.reason,
+        )
 
     @api.get("/v1/search", response_model=SearchResults)
     async def search(

@@ -269,6 +269,45 @@ def build_server(client_for: ClientFor) -> MCPServer[Any]:
         return {"results": [_dump(h) for h in hits]}
 
     @server.tool()
+    async def lookup_result(
+        task: Annotated[
+            str, Field(description="the task you are about to do, as you would put it")
+        ],
+        ctx: Context,
+    ) -> dict[str, Any]:
+        """Before doing a task, check whether an agent already did it: returns {"outcome":
+        "hit", "result": {...}} with the stored result of a task that means the same and
+        names the same values (host, region, number, date, identifier), or {"outcome":
+        "miss"} / {"outcome": "rejected", "reason": ...} (a similar task with other values:
+        do the work)."""
+        async with _api(client_for, ctx) as api:
+            found = await api.lookup(task)
+        return found.model_dump(mode="json")
+
+    @server.tool()
+    async def cache_result(
+        task: Annotated[str, Field(description="the task you did")],
+        result: Annotated[str, Field(description="its result, self-contained")],
+        ctx: Context,
+        verification: Annotated[
+            str, Field(description='"verified" (checked), "unverified" or "failed"')
+        ] = "unverified",
+        scope: Annotated[
+            str, Field(description='who may reuse it: "tenant", "private", "team:<name>"')
+        ] = "tenant",
+    ) -> dict[str, Any]:
+        """After doing a task, publish its result so that other agents can skip the same
+        work (they find it with lookup_result). Returns the stored entry."""
+        async with _api(client_for, ctx) as api:
+            entry = await api.cache_result(
+                task,
+                result,
+                verification=verification,
+                scope=scope,  # type: ignore[arg-type]
+            )
+        return entry.model_dump(mode="json")
+
+    @server.tool()
     async def get_memory(
         memory_id: Annotated[str, Field(description="the memory's id (a UUID)")], ctx: Context
     ) -> dict[str, Any]:

@@ -78,15 +78,24 @@ class WorkerServices:
         self.embedder = embedder
         self.executor = executor
         self.model_executor = model_executor or executor
-        self.retriever = Retriever(store, embedder, weights, kept_tokens=kept_tokens)
+        self.retriever = Retriever(
+            store, embedder, weights, kept_tokens=kept_tokens, reputation=self._reputation_of
+        )
         self.privacy = privacy
         self.budget: Any = None  # a memstream.privacy.dp.PrivacyBudget, set by attach_api
+        self.results: Any = None  # a memstream.retrieval.result_cache.ResultCache, same
+        self.reputation: Any = None  # the worker's memstream.models.reputation.ReputationBook
+        self.ledger: Any = None  # its memstream.models.ledger.Ledger
+        self.ledger_tenants: frozenset[str] = frozenset()
         self.subscriptions = SubscriptionIndex(dim=embedder.dim)
         self._owners: dict[str, tuple[str, str]] = {}
         self._subscription_views: dict[str, dict[str, Any]] = {}
         self.counts = {"indexed": 0, "dead_letter": 0, "deliveries": 0}
         self.dead_by_tenant: dict[str, int] = {}
         self.store_status = store_status or StoreStatus(metrics=False)
+
+    def _reputation_of(self, tenant: str, agent_id: str) -> float:
+        return 0.5 if self.reputation is None else self.reputation.get(tenant, agent_id)
 
     # --- Backend --------------------------------------------------------------------------
     async def publish(self, topic: str, event: Event, key: str) -> None:
@@ -230,6 +239,45 @@ class WorkerServices:
             sensitivity=sensitivity,
             agent_id=caller.agent_id,
         )
+
+    async def cache_publish(
+        self, caller: Caller, task: str, result: str, verification: str, scope: str
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor,
+            lambda: self.results.publish(caller, task, result, verification, scope),  # type: ignore[arg-type]
+        )
+
+    async def standing(self, caller: Caller, agent_id: str) -> Any:
+        """Reputation of `agent_id` in the caller's tenant (never another tenant's)."""
+        loop = asyncio.get_running_loop()
+
+        def read() -> Any:
+            self.reputation.refresh()
+            return self.reputation.standing(caller.tenant, agent_id)
+
+        return await loop.run_in_executor(self.executor, read)
+
+    async def balances(self, caller: Caller, everyone: bool) -> list[Any] | None:
+        """The caller's ledger balance, or (`everyone`) every agent's of its tenant; None
+        where its tenant keeps no ledger."""
+        if self.ledger is None or caller.tenant not in self.ledger_tenants:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def read() -> list[Any]:
+            self.ledger.refresh()
+            self.reputation.refresh()
+            if everyone:
+                return self.ledger.tenant_balances(caller.tenant)
+            return [self.ledger.balance(caller.tenant, caller.agent_id)]
+
+        return await loop.run_in_executor(self.executor, read)
+
+    async def cache_lookup(self, caller: Caller, task: str) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.results.lookup, caller, task)
 
     async def erase(self, tenant: str, values: list[str]) -> list[dict[str, str]]:
         """Publish an erasure per value (its subject id under this worker's master key);
@@ -439,11 +487,15 @@ class EmbeddedServer(uvicorn.Server):
 def attach_api(app: faust.App, services: WorkerServices, settings: Settings) -> None:
     """Serve the HTTP API from this worker (a Faust task)."""
     from memstream.privacy.dp import PrivacyBudget
+    from memstream.retrieval.result_cache import ResultCache
     from memstream.services.api import create_api
     from memstream.services.auth import TokenStore
     from memstream.services.mcp import mount_mcp
 
     data_dir = settings.data_dir
+    services.results = ResultCache(
+        services.embedder, bar=settings.cache_bar, path=data_dir / "result_cache.db"
+    )
     services.budget = PrivacyBudget(
         data_dir / "dp_budget.db",
         epsilon_per_tenant=settings.dp_epsilon_per_tenant,

@@ -28,11 +28,13 @@ from memstream.logging import get_logger
 from memstream.models.admission import admission_bar
 from memstream.models.embedding import load_embedder
 from memstream.models.feedback_learner import FeedbackLearner
+from memstream.models.ledger import Ledger
 from memstream.models.registry import HotSwapScorer, ModelRegistry
 from memstream.models.reputation import ReputationBook
 from memstream.privacy.keystore import KeyStore
 from memstream.schemas.events import (
     Deletion,
+    Delivery,
     Erasure,
     Feedback,
     Indexed,
@@ -359,7 +361,9 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     window = settings.batch_window_ms / 1000
 
     registry = ModelRegistry(settings.data_dir / "models", "valuation")
-    reputation = ReputationBook()
+    reputation = ReputationBook(
+        settings.data_dir / "reputation.db", seeds=settings.reputation_seed_map()
+    )
     token_store = TokenVectorStore(settings.data_dir / "token_vectors.db")
     stage: ModelStage | None = None
     if roles.model:
@@ -426,6 +430,13 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         kept_tokens=token_store,
         store_status=store_status,
     )
+    services.reputation = reputation
+    ledger = Ledger(
+        settings.data_dir / "ledger.db", settings.ledger_rules(), reputation.rater_weight
+    )
+    ledger_tenants = frozenset(settings.ledger_tenants)
+    services.ledger = ledger
+    services.ledger_tenants = ledger_tenants
     app.memstream_services = services  # type: ignore[attr-defined]
     if store is not None:
         atexit.register(store.close)  # flushes the shard when the worker exits
@@ -715,12 +726,24 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         )
         authors: dict[str, tuple[str, str]] = {}
 
-        @app.agent(app.topic(INDEXED.name, FEEDBACK.name, **raw), name="memstream.learner")
+        learned_topics = [INDEXED.name, FEEDBACK.name] + (
+            [DELIVERIES.name] if ledger_tenants else []
+        )
+
+        @app.agent(app.topic(*learned_topics, **raw), name="memstream.learner")
         async def learn(stream: faust.StreamT) -> None:
-            """Remember each indexed memory's features and author; learn from feedback."""
+            """Remember each indexed memory's features and author; learn from feedback; keep
+            the ledger of the tenants that have one."""
             async for event in stream.events():
                 msg = event.message
                 try:
+                    if msg.topic == DELIVERIES.name:
+                        delivery = Delivery.model_validate_json(msg.value or b"")
+                        if delivery.tenant in ledger_tenants:
+                            ledger.delivery(
+                                str(delivery.event_id), delivery.tenant, delivery.payload.recipient
+                            )
+                        continue
                     if msg.topic == INDEXED.name:
                         record = Indexed.model_validate_json(msg.value)
                         memory_id = str(record.event_id)
@@ -747,8 +770,23 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                         feedback.payload.outcome,
                         feedback.payload.score,
                         event_id=str(feedback.event_id),
+                        rater_weight=reputation.rater_weight(feedback.tenant, feedback.agent_id),
+                        reputation=reputation.get(*author),
                     )
-                    reputation.record(*author, feedback.payload.outcome)
+                    if feedback.tenant in ledger_tenants:
+                        ledger.feedback(
+                            str(feedback.event_id),
+                            feedback.tenant,
+                            feedback.agent_id,
+                            author[1],
+                            feedback.payload.outcome,
+                        )
+                    reputation.record(
+                        *author,
+                        feedback.payload.outcome,
+                        rater=feedback.agent_id,
+                        event_id=str(feedback.event_id),
+                    )
                 except Exception as exc:
                     await reject(_processor_error(LEARNER_STAGE, exc), LEARNER_STAGE, msg)
 

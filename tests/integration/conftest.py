@@ -70,6 +70,9 @@ def worker(topics: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> It
         MEMSTREAM_LEARNER_MIN_LABELS="8",
         MEMSTREAM_LEARNER_PUBLISH_EVERY="8",
         MEMSTREAM_VALUATION_CHECK_S="0.5",
+        # one tenant of its own keeps a ledger and has a seed rater (test_pool_books.py)
+        MEMSTREAM_LEDGER_TENANTS='["pool-books"]',
+        MEMSTREAM_REPUTATION_SEEDS='["pool-books/seed"]',
     )
     try:
         asyncio.run(probe_pipeline(topics.bootstrap, timeout=90))

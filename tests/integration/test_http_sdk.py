@@ -277,6 +277,8 @@ def test_docs_page_works_offline_and_openapi_lists_every_endpoint(stack: Stack) 
         "/v1/tokens/{token_id}",
         "/v1/import",
         "/v1/export",
+        "/v1/cache",
+        "/v1/cache/lookup",
     ):
         assert path in paths, path
     assert {"get", "delete"} <= set(paths["/v1/memories/{memory_id}"])
@@ -308,3 +310,48 @@ def test_tokens_are_listed_and_revoked_by_admins_and_by_themselves(stack: Stack)
     # the CLI lists and revokes the same store
     listed_cli = json.loads(_cli(stack.data_dir, "token", "list", "--tenant", tenant, "--json"))
     assert all(t["revoked"] for t in listed_cli["tokens"])
+
+
+def test_the_result_cache_over_http(stack: Stack) -> None:
+    """Publish a task's result, look it up by a paraphrase; another host, another tenant,
+    another agent's private entry and a failed result give nothing; bad input is a 422."""
+    tenant = f"sdk-{uuid.uuid4().hex[:6]}"
+    with (
+        HttpClient(stack.url, stack.token(tenant, "ada", teams=["ops"])) as ada,
+        HttpClient(stack.url, stack.token(tenant, "bob")) as bob,
+        HttpClient(stack.url, stack.token(f"{tenant}-other", "ada")) as stranger,
+    ):
+        entry = ada.cache_result(
+            "Restart the payments service on web-3 in eu-west-2",
+            "restarted",
+            verification="verified",
+        )
+        assert entry.verification == "verified" and entry.agent_id == "ada"
+        found = bob.lookup("restart payments on host web-3 in eu-west-2")
+        assert found.outcome == "hit" and found.result and found.result.result == "restarted"
+        other = bob.lookup("Restart the payments service on web-4 in eu-west-2")
+        assert other.outcome == "rejected" and other.result is None and other.reason
+        assert (
+            stranger.lookup("Restart the payments service on web-3 in eu-west-2").outcome == "miss"
+        )
+        ada.cache_result("Rotate the auth DB credentials in staging", "rotated", scope="private")
+        assert bob.lookup("Rotate the auth DB credentials in staging").outcome == "miss"
+        assert ada.lookup("Rotate the auth DB credentials in staging").outcome == "hit"
+        ada.cache_result("Check disk space on db-9", "boom", verification="failed")
+        assert ada.lookup("Check disk space on db-9").outcome == "miss"
+        with pytest.raises(Forbidden):
+            bob.cache_result("Back up db-2", "done", scope="team:ops")  # bob is not in ops
+        with pytest.raises(InvalidRequest):
+            ada.cache_result("", "x")
+        with pytest.raises(InvalidRequest):
+            ada.cache_result("Back up db-2", "x", verification="maybe")  # type: ignore[arg-type]
+
+    async def run() -> None:
+        async with AsyncHttpClient(stack.url, stack.token(tenant, "cy")) as cy:
+            assert (await cy.lookup("Restart payments on web-3 in eu-west-2")).outcome == "hit"
+            stored = await cy.cache_result("Scale search to 4 replicas in us-east-1", "scaled")
+            assert (
+                await cy.lookup("Scale the search service to 4 replicas in us-east-1")
+            ).result == stored
+
+    asyncio.run(run())

@@ -41,6 +41,8 @@ TOOLS = {
     "subscribe",
     "unsubscribe",
     "poll_deliveries",
+    "lookup_result",
+    "cache_result",
 }
 DELIVERIES = "memstream://deliveries"
 
@@ -190,6 +192,21 @@ async def test_tools_add_search_get_delete_and_tenant_isolation(worker: Worker, 
         await _until(gone)
         assert "not found" in await _error(ada, "get_memory", memory_id=memory_id)
         assert await found() == []
+
+        # the result cache: a paraphrase hits, another host does not, another tenant sees none
+        task = f"Rebuild the search index of the {marker} cluster on web-3"
+        stored = await _call(ada, "cache_result", task=task, result="rebuilt in 4 min")
+        assert stored["task"] == task and stored["agent_id"] == "ada"
+        hit = await _call(
+            ada, "lookup_result", task=f"rebuild the {marker} cluster search index on web-3"
+        )
+        assert hit["outcome"] == "hit" and hit["result"]["result"] == "rebuilt in 4 min"
+        near = await _call(ada, "lookup_result", task=task.replace("web-3", "web-4"))
+        assert near["outcome"] == "rejected" and near["result"] is None
+        assert (await _call(eve, "lookup_result", task=task))["outcome"] == "miss"
+        assert "verification" in await _error(
+            ada, "cache_result", task=task, result="x", verification="maybe"
+        )
 
 
 async def _watchers(worker: Worker) -> float:
