@@ -54,6 +54,9 @@ TEXT_FEATURES = (
     "filler_word_share",
     "capitalised_share",
     "has_number",
+    "first_person",
+    "past_event",
+    "answers_question",
 )
 """What the wording says about a memory's reuse, whatever its topic (see `text_features`)."""
 FEATURE_NAMES: tuple[str, ...] = (
@@ -76,6 +79,14 @@ _FUNCTION_WORDS = frozenset(
     very too also can could would should will shall may might must i'm you're that's what
     when how why who which all some any more most much many such than then about into up
     out over again oh well""".split()
+)
+_FIRST_PERSON = frozenset("i me my mine myself we us our ours ourselves i'm i've i'd".split())
+_IRREGULAR_PAST = frozenset(
+    """was were had did went got made took saw came gave found knew left felt thought told
+    became began brought bought built caught chose drew drove ate fell fought flew forgot
+    grew heard held kept lost met paid put ran read rode rang rose said sat sent set shot
+    showed sang slept spent spoke stood stole swam taught threw understood woke won wore
+    wrote""".split()
 )
 _FILLER_WORDS = frozenset(
     """haha hahaha lol lmao thanks thank thx wow omg yay awesome cool nice sure ok okay yeah
@@ -106,7 +117,7 @@ def _projection(dim: int) -> np.ndarray:
     return matrix
 
 
-def text_features(text: str) -> tuple[float, float, float, float, float]:
+def text_features(text: str, context: str | None = None) -> tuple[float, ...]:
     """The TEXT_FEATURES of one text, each in [0, 1], in that order. Why each is there:
 
     - `is_question`: a question asks for knowledge rather than holding it;
@@ -116,15 +127,22 @@ def text_features(text: str) -> tuple[float, float, float, float, float]:
       that make a turn friendly but not informative;
     - `capitalised_share`: capitalised words past the first (names of people, places,
       products) and privacy placeholders (`<PERSON>`): the specifics questions ask about;
-    - `has_number`: dates, times, amounts, versions, identifiers.
+    - `has_number`: dates, times, amounts, versions, identifiers;
+    - `first_person`: "I", "my", "we": what the writer did, has, prefers: personal facts
+      are what agents that act for people are asked about;
+    - `past_event`: a verb in the past tense (regular -ed or a common irregular one): an
+      event that happened, as opposed to a reaction to one;
+    - `answers_question`: its `context` (what it replied to) ends with a question mark: an
+      answer holds what someone wanted to know.
     A leading "speaker: " is left out, so who said it does not count as content.
     """
     head, sep, rest = text.partition(": ")
     if sep and len(head) <= 40 and "\n" not in head:
         text = rest
     words = _WORD.findall(text)
+    answers = float(bool(context) and context.rstrip().endswith("?"))  # type: ignore[union-attr]
     if not words:
-        return (float(text.rstrip().endswith("?")), 0.0, 0.0, 0.0, 0.0)
+        return (float(text.rstrip().endswith("?")), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, answers)
     lower = [w.lower() for w in words]
     n = float(len(words))
     capitalised = sum(
@@ -138,6 +156,9 @@ def text_features(text: str) -> tuple[float, float, float, float, float]:
         sum(w in _FILLER_WORDS for w in lower) / n,
         capitalised / n,
         float(any(w[0].isdigit() for w in words)),
+        float(any(w in _FIRST_PERSON for w in lower)),
+        float(any(w in _IRREGULAR_PAST or (len(w) > 4 and w.endswith("ed")) for w in lower)),
+        answers,
     )
 
 
@@ -160,6 +181,7 @@ def valuation_features_batch(
     text_chars: Sequence[int] | np.ndarray,
     n_tags: Sequence[int] | np.ndarray,
     texts: Sequence[str] | None = None,
+    contexts: Sequence[str | None] | None = None,
     dim: int = EMBEDDING_DIM,
 ) -> np.ndarray:
     """Feature matrix (N, len(FEATURE_NAMES)) float32 for N memories, in FEATURE_NAMES order.
@@ -168,8 +190,9 @@ def valuation_features_batch(
     tenant's existing memories (1.0 for an empty pool); `reputation` is the contributor's
     in [0, 1] (0.5 when unknown). Novelty and reputation are clipped to [0, 1], ages below
     zero (clock skew) count as 0, tags are capped at MAX_TAGS; logs tame heavy tails.
-    `texts` (the text as stored, after the privacy stage) give the TEXT_FEATURES; without
-    them those are 0 (a caller that has no text, such as a synthetic stream).
+    `texts` (the text as stored, after the privacy stage) and `contexts` (what each
+    replied to, when known) give the TEXT_FEATURES; without texts those are 0 (a caller
+    that has no text, such as a synthetic stream).
     """
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[1] != dim:
@@ -197,7 +220,10 @@ def valuation_features_batch(
     else:
         if len(texts) != n:
             raise ValueError(f"texts has {len(texts)} values for {n} embeddings")
-        out[:, _I_TEXT:_I_PROJ] = [text_features(t) for t in texts]
+        if contexts is not None and len(contexts) != n:
+            raise ValueError(f"contexts has {len(contexts)} values for {n} embeddings")
+        around = contexts if contexts is not None else [None] * n
+        out[:, _I_TEXT:_I_PROJ] = [text_features(t, c) for t, c in zip(texts, around, strict=True)]
     # float64 so a memory's features do not depend on the batch it came in (float32 BLAS
     # sums in batch-dependent order); the result rounds to the same float32 either way.
     out[:, _I_PROJ:] = emb.astype(np.float64) @ _projection(dim).astype(np.float64)
@@ -214,6 +240,7 @@ def valuation_features(
     text_chars: int,
     n_tags: int,
     text: str | None = None,
+    context: str | None = None,
     dim: int = EMBEDDING_DIM,
 ) -> np.ndarray:
     """Feature vector (len(FEATURE_NAMES),) float32 of one memory; see the batch version."""
@@ -229,6 +256,7 @@ def valuation_features(
         text_chars=[text_chars],
         n_tags=[n_tags],
         texts=None if text is None else [text],
+        contexts=None if text is None else [context],
         dim=dim,
     )[0]
 

@@ -108,6 +108,7 @@ class ModelStage:
             text_chars=[len(p.text) for p in protected],
             n_tags=[len(p.tags) for p in protected],
             texts=[p.text for p in protected],
+            contexts=[p.context for p in protected],
         )
         scores, valuation_label = self.scorer.score(features)
         codes = encode_vectors(vectors)

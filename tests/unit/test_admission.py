@@ -48,7 +48,13 @@ def test_text_features_tell_small_talk_from_specifics() -> None:
     # the speaker's name is not content; a privacy placeholder is
     assert text_features("Caroline: ok")[3] == 0.0
     assert text_features("met <PERSON> today")[3] > 0.0
-    assert text_features("") == (0.0, 0.0, 0.0, 0.0, 0.0)
+    assert text_features("") == (0.0,) * len(TEXT_FEATURES)
+    assert fact["first_person"] == 1.0 and fact["past_event"] == 1.0
+    assert chat["first_person"] == 0.0 and chat["past_event"] == 0.0
+    answer = dict(
+        zip(TEXT_FEATURES, text_features("Ann: in May", context="Bob: when?"), strict=True)
+    )
+    assert answer["answers_question"] == 1.0 and fact["answers_question"] == 0.0
 
 
 def test_text_features_are_in_the_feature_matrix_only_when_texts_are_given() -> None:
