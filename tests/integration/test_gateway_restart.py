@@ -26,6 +26,10 @@ def _serve(broker: BrokerHandle, data_dir: Path, port: int, group: str):
         MEMSTREAM_CONSUMER_GROUP=group,
         MEMSTREAM_LEARNER_ENABLED="false",
         MEMSTREAM_LOG_LEVEL="WARNING",
+        # reconnection is the point here, not the models: the distilled embedder and the
+        # pattern-only PII tier start and index faster
+        MEMSTREAM_EMBEDDER="static",
+        MEMSTREAM_PII_TIER="fast",
     )
     wait_for_http(f"http://127.0.0.1:{port}/healthz", 90)
     return proc

@@ -95,6 +95,9 @@ def _spawn(broker: BrokerHandle, data_dir: Path, port: int, group: str):  # type
         MEMSTREAM_ARCHIVE_ENABLED="false",  # the archive's group is the session worker's
         MEMSTREAM_PROCESSORS_ENABLED="false",
         MEMSTREAM_LOG_LEVEL="WARNING",
+        # bad input is the point here, not the models (the stages still run on every event)
+        MEMSTREAM_EMBEDDER="static",
+        MEMSTREAM_PII_TIER="fast",
     )
     wait_for_http(f"http://127.0.0.1:{port}/healthz", 90)
     return proc
