@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     ledger_use_cost: float = Field(default=1.0, ge=0)
     ledger_helped_reward: float = Field(default=3.0, ge=0)
     ledger_used_reward: float = Field(default=1.0, ge=0)
+    reputation_floor: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.5,
+        description="in a tenant with reputation seeds, an author whose reputation falls "
+        "under this has its memories left out of searches (quarantined); 0 = never",
+    )
     admission_bar: float | None = Field(
         default=None,
         ge=0,

@@ -16,7 +16,9 @@ The world (seeded), per LoCoMo conversation (one tenant each; `../shared/data` f
 - the **ring** `r0`-`r2` publishes small talk, rates every ring member's memories `helped`
   and three honest memories `wrong`, each round.
 
-Three runs in one invocation: `attacked` (all of them; reputation in ingest valuation,
+A poisoner whose reputation falls under the floor (`MEMSTREAM_REPUTATION_FLOOR`, 0.1) is
+quarantined: its memories leave every search, first wave included. Three runs in one
+invocation: `attacked` (all of them; reputation in ingest valuation,
 learning and search ranking, as the worker does), `attacked_without_reputation` (the same
 world, the search ignores reputation) and `clean` (honest and lazy agents only). Every run
 goes through the real ModelStage, ReputationBook, FeedbackLearner, HotSwapScorer,
@@ -158,7 +160,13 @@ def _run(
     learner = FeedbackLearner(registry, publish_every=10**9, min_labels=0, resume=False)
     store = EdgeStore(root / name / "store")
     weights = RankingWeights(rerank_window=0, reputation=1.0 if use_reputation else 0.0)
-    retriever = Retriever(store, embedder, weights, reputation=book.get)
+    retriever = Retriever(
+        store,
+        embedder,
+        weights,
+        reputation=book.get,
+        excluded_author=book.quarantined if use_reputation else None,
+    )
     records: dict[str, Indexed] = {}
     kind = {k: v for w in worlds for k, v in w.kind.items()}
     author = {str(m.event_id): m.agent_id for w in worlds for m in w.memories + w.second_wave}
@@ -248,10 +256,24 @@ def _run(
             )
         final = honest_bar()
         values = dict(zip(records, _values(scorer, list(records.values()), book), strict=True))
+        classes = [k for k in ("honest", "lazy", "poison", "ring") if k in kind.values()]
+        tenant_of = {i: r.tenant for i, r in records.items()}
         under = {
             k: float(np.mean([values[i] < final.bar for i in records if kind[i] == k]))
-            for k in ("honest", "lazy", "poison", "ring")
-            if any(kind[i] == k for i in records)
+            for k in classes
+        }
+        # out of the pool: under the bar, or by an author quarantined out of every search
+        out_of_pool = {
+            k: float(
+                np.mean(
+                    [
+                        values[i] < final.bar or book.quarantined(tenant_of[i], author[i])
+                        for i in records
+                        if kind[i] == k
+                    ]
+                )
+            )
+            for k in classes
         }
         standing = {
             cls: round(float(np.mean([book.get(w.tenant, a) for w in worlds for a in agents])), 4)
@@ -272,6 +294,7 @@ def _run(
         "ring_feedback_weight": round(ring_weight, 6),
         "ring_earned": round(standing["ring"] - 0.5, 4),
         "under_final_bar": {k: round(v, 4) for k, v in under.items()},
+        "out_of_pool": {k: round(v, 4) for k, v in out_of_pool.items()},
         "final_bar": round(final.bar, 4),
         "second_wave_kept_out": kept_out_second,
         "feedback_events": event,
@@ -336,7 +359,8 @@ def run_economy_eval(
             "within_noise": bool(low <= 0.0 <= high),
         },
         "poisoners_below_bar": a["under_final_bar"].get("poison"),
-        "poisoners_all_below_bar": a["under_final_bar"].get("poison") == 1.0,
+        "poisoners_out_of_pool": a["out_of_pool"].get("poison"),
+        "poisoners_all_out_of_pool": a["out_of_pool"].get("poison") == 1.0,
         "ring_earned": a["ring_earned"],
         "ring_feedback_weight": a["ring_feedback_weight"],
         "runs": runs,

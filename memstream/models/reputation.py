@@ -34,6 +34,8 @@ from memstream.sqlite_file import SqliteFile
 RATING = {"helped": 1.0, "used": 0.5, "wrong": -1.0, "ignored": 0.0}
 DAMPING = 0.15
 ITERATIONS = 60
+QUARANTINE_BELOW = 0.1
+"""Default floor: under it (in a tenant with seeds) an author's shared memories leave search."""
 REFRESH_S = 5.0
 """How often a reader picks up what another process (the sink's learner) wrote."""
 
@@ -66,11 +68,13 @@ class ReputationBook:
         self,
         path: Path | None = None,
         seeds: Mapping[str, Iterable[str]] | None = None,
+        floor: float = QUARANTINE_BELOW,
     ) -> None:
         """`path`: a SQLite file that keeps every counted feedback event (so a restarted
         worker has the same reputations); None keeps them in memory. `seeds`: tenant ->
         the agents whose ratings are trusted a priori."""
         self.seeds = {t: frozenset(a) for t, a in (seeds or {}).items()}
+        self.floor = floor
         self._tenants: dict[str, _Tenant] = {}
         self._counts: dict[tuple[str, str, str], int] = {}  # (tenant, rater, author) -> n
         self._seen: set[str] = set()
@@ -156,6 +160,12 @@ class ReputationBook:
     def get(self, tenant: str, agent_id: str) -> float:
         """Reputation in [0, 1]; 0.5 for an agent nobody (trusted) has rated."""
         return self._scores(tenant).get(agent_id, 0.5)
+
+    def quarantined(self, tenant: str, agent_id: str) -> bool:
+        """Whether `agent_id`'s memories are out of the tenant's searches: its reputation
+        fell under the floor, by the ratings of raters the tenant's seeds vouch for. Never in
+        a tenant without seeds: there any group of agents could sink anyone."""
+        return bool(self.seeds.get(tenant)) and self.get(tenant, agent_id) < self.floor
 
     def rater_weight(self, tenant: str, rater: str) -> float:
         """How far `rater`'s feedback is trusted (0-1): its trust relative to the tenant's

@@ -30,11 +30,14 @@ class Retriever:
         candidates: int = 50,
         kept_tokens: TokenVectorStore | None = None,
         reputation: Callable[[str, str], float] | None = None,
+        excluded_author: Callable[[str, str], bool] | None = None,
     ) -> None:
         """`kept_tokens`: the token vectors the ingest path kept (`ModelStage`), read by the
         rerank before it runs the model on a candidate. `reputation(tenant, agent)`: the
-        authors' reputation, a ranking term (see `rank`)."""
+        authors' reputation, a ranking term (see `rank`). `excluded_author(tenant, agent)`:
+        authors whose memories leave the candidates (a quarantined contributor)."""
         self.reputation = reputation
+        self.excluded_author = excluded_author
         self.store = store
         self.embedder = embedder
         self.weights = weights or RankingWeights()
@@ -86,6 +89,8 @@ class Retriever:
                 topics=topics,
                 tags=tags,
             )
+        if self.excluded_author is not None:
+            hits = [h for h in hits if not self.excluded_author(h.memory.tenant, h.memory.agent_id)]
         if mode == "dense":
             hits = [h for h in hits if h.dense_score is not None]
             return [

@@ -79,7 +79,12 @@ class WorkerServices:
         self.executor = executor
         self.model_executor = model_executor or executor
         self.retriever = Retriever(
-            store, embedder, weights, kept_tokens=kept_tokens, reputation=self._reputation_of
+            store,
+            embedder,
+            weights,
+            kept_tokens=kept_tokens,
+            reputation=self._reputation_of,
+            excluded_author=self._quarantined,
         )
         self.privacy = privacy
         self.budget: Any = None  # a memstream.privacy.dp.PrivacyBudget, set by attach_api
@@ -93,6 +98,9 @@ class WorkerServices:
         self.counts = {"indexed": 0, "dead_letter": 0, "deliveries": 0}
         self.dead_by_tenant: dict[str, int] = {}
         self.store_status = store_status or StoreStatus(metrics=False)
+
+    def _quarantined(self, tenant: str, agent_id: str) -> bool:
+        return self.reputation is not None and self.reputation.quarantined(tenant, agent_id)
 
     def _reputation_of(self, tenant: str, agent_id: str) -> float:
         return 0.5 if self.reputation is None else self.reputation.get(tenant, agent_id)

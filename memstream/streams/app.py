@@ -362,7 +362,9 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
 
     registry = ModelRegistry(settings.data_dir / "models", "valuation")
     reputation = ReputationBook(
-        settings.data_dir / "reputation.db", seeds=settings.reputation_seed_map()
+        settings.data_dir / "reputation.db",
+        seeds=settings.reputation_seed_map(),
+        floor=settings.reputation_floor,
     )
     token_store = TokenVectorStore(settings.data_dir / "token_vectors.db")
     stage: ModelStage | None = None

@@ -27,3 +27,5 @@ def test_poisoners_sink_the_ring_earns_nothing_and_the_runs_are_compared(tmp_pat
     low, high = recall["attacked_minus_clean_95ci"]
     assert low <= high
     assert "poison" not in result["runs"]["clean"]["under_final_bar"]
+    # a quarantined poisoner's memories are out of the pool whatever their value
+    assert result["poisoners_out_of_pool"] >= result["poisoners_below_bar"]

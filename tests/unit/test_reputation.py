@@ -88,3 +88,15 @@ def test_without_seeds_every_agent_is_pre_trusted_and_rings_are_not_resisted() -
     assert max(book.get("t", p) for p in POISON) < min(book.get("t", h) for h in HONEST)
     # the documented limit: a ring (and the poisoners rating each other) carry weight
     assert all(book.standing("t", r).trust > 0.0 for r in RING + POISON)
+
+
+def test_only_a_tenant_with_seeds_quarantines_an_author_that_sank() -> None:
+    seeded = book_of(economy_events())
+    assert all(seeded.quarantined("t", p) for p in POISON)
+    assert not any(seeded.quarantined("t", a) for a in HONEST + RING + ["nobody"])
+    unseeded = book_of(economy_events(), seeds=())
+    assert not any(unseeded.quarantined("t", a) for a in HONEST + RING + POISON)
+    lenient = ReputationBook(seeds={"t": {"h0", "h1"}}, floor=0.0)
+    for author, outcome, rater, event_id in economy_events():
+        lenient.record("t", author, outcome, rater=rater, event_id=event_id)
+    assert not any(lenient.quarantined("t", p) for p in POISON)  # floor 0: never
