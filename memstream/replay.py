@@ -407,6 +407,7 @@ class _Pipeline:
         self._privacy: Any = _UNSET
         self._keystore: Any = _UNSET
         self._tombstones: Any = _UNSET
+        self._book: Any = _UNSET
 
     @property
     def stage(self) -> Any:
@@ -495,6 +496,23 @@ class _Pipeline:
             and any(keys.erased(record.tenant, s) for s in subjects)
         )
 
+    def _quarantined(self) -> Any:
+        """The data dir's reputation book's quarantine (as it stands now), if it has one."""
+        from memstream.models.reputation import ReputationBook
+
+        if self._book is _UNSET:
+            path = self.settings.data_dir / "reputation.db"
+            self._book = (
+                ReputationBook(
+                    path,
+                    seeds=self.settings.reputation_seed_map(),
+                    floor=self.settings.reputation_floor,
+                )
+                if path.exists()
+                else None
+            )
+        return None if self._book is None else self._book.quarantined
+
     def run(self, batch: list[RawMessage], stats: ReplayStats) -> list[tuple[RawMessage, Indexed]]:
         """Store one batch; returns the (source record, Indexed) pairs that were stored."""
         from memstream.models.admission import admission_bar
@@ -538,7 +556,7 @@ class _Pipeline:
                     stats.rejected += 1
                 else:
                     pairs.append((message, result))
-        bar = admission_bar(self.settings.admission_bar)
+        bar = admission_bar(self.settings.admission_bar, self._quarantined())
         if bar is not None:  # the live sink's admission bar, so a rebuild holds what it holds
             admitted = [(m, r) for m, r in pairs if bar.admits(r)]
             stats.kept_out += len(pairs) - len(admitted)

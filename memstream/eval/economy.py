@@ -201,7 +201,8 @@ def _run(
 
     def honest_bar() -> AdmissionBar:
         honest = [r for r in records.values() if kind[str(r.event_id)] == "honest"]
-        return AdmissionBar(float(np.quantile(_values(scorer, honest, book), BAR_QUANTILE)))
+        value = float(np.quantile(_values(scorer, honest, book), BAR_QUANTILE))
+        return AdmissionBar(value, book.quarantined if use_reputation else None)
 
     try:
         ingest([m for w in worlds for m in w.memories], None)
@@ -259,7 +260,7 @@ def _run(
         classes = [k for k in ("honest", "lazy", "poison", "ring") if k in kind.values()]
         tenant_of = {i: r.tenant for i, r in records.items()}
         under = {
-            k: float(np.mean([values[i] < final.bar for i in records if kind[i] == k]))
+            k: float(np.mean([values[i] < (final.bar or 0.0) for i in records if kind[i] == k]))
             for k in classes
         }
         # out of the pool: under the bar, or by an author quarantined out of every search
@@ -267,7 +268,7 @@ def _run(
             k: float(
                 np.mean(
                     [
-                        values[i] < final.bar or book.quarantined(tenant_of[i], author[i])
+                        values[i] < (final.bar or 0.0) or book.quarantined(tenant_of[i], author[i])
                         for i in records
                         if kind[i] == k
                     ]
@@ -295,7 +296,7 @@ def _run(
         "ring_earned": round(standing["ring"] - 0.5, 4),
         "under_final_bar": {k: round(v, 4) for k, v in under.items()},
         "out_of_pool": {k: round(v, 4) for k, v in out_of_pool.items()},
-        "final_bar": round(final.bar, 4),
+        "final_bar": round(final.bar or 0.0, 4),
         "second_wave_kept_out": kept_out_second,
         "feedback_events": event,
         "self_feedback_dropped": book.self_feedback_ignored,
@@ -357,6 +358,7 @@ def run_economy_eval(
             ],
             "attacked_minus_clean_95ci": [round(low, 4), round(high, 4)],
             "within_noise": bool(low <= 0.0 <= high),
+            "attacked_not_lower": bool(low >= 0.0),
         },
         "poisoners_below_bar": a["under_final_bar"].get("poison"),
         "poisoners_out_of_pool": a["out_of_pool"].get("poison"),

@@ -5,12 +5,14 @@ and its `indexed` record) but not written to the store, so no search or push ret
 replay with another bar, or none, admits it later. The bar needs a learned valuation model:
 under the cold-start heuristic nothing is known about usefulness and everything is
 admitted. Private memories are an agent's own notes, not part of the shared pool: always
-admitted. `memstream eval valuation --dataset F` measures what a bar keeps out and costs.
+admitted. A shared memory by a quarantined author (its reputation sank under the floor in a
+tenant with seeds: `ReputationBook.quarantined`) is kept out too, whatever its value.
+`memstream eval valuation --dataset F` measures what a bar keeps out and costs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from memstream.schemas.events import Indexed
@@ -18,13 +20,22 @@ from memstream.schemas.events import Indexed
 
 @dataclass(frozen=True)
 class AdmissionBar:
-    """`bar`: the lowest learned usefulness a shared memory needs to enter the pool."""
+    """`bar`: the lowest learned usefulness a shared memory needs to enter the pool (None:
+    no bar on value); `excluded_author(tenant, agent)`: authors whose shared memories are
+    kept out whatever their value."""
 
-    bar: float
+    bar: float | None
+    excluded_author: Callable[[str, str], bool] | None = None
 
     def admits(self, record: Indexed) -> bool:
         payload = record.payload
         if record.scope == "private":
+            return True
+        if self.excluded_author is not None and self.excluded_author(
+            record.tenant, record.agent_id
+        ):
+            return False
+        if self.bar is None:
             return True
         # `models["valuation"]` is `HotSwapScorer.label`: `<name>:cold-start` or `<name>:vN`
         if payload.models.get("valuation", ":cold-start").endswith(":cold-start"):
@@ -40,6 +51,10 @@ class AdmissionBar:
         return admitted, kept_out
 
 
-def admission_bar(bar: float | None) -> AdmissionBar | None:
-    """The bar a setting asks for; None (the default) admits everything."""
-    return None if bar is None else AdmissionBar(float(bar))
+def admission_bar(
+    bar: float | None, excluded_author: Callable[[str, str], bool] | None = None
+) -> AdmissionBar | None:
+    """The bar a setting asks for, with the quarantine; None when neither applies."""
+    if bar is None and excluded_author is None:
+        return None
+    return AdmissionBar(None if bar is None else float(bar), excluded_author)

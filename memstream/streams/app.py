@@ -418,7 +418,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     )
     store_status = StoreStatus()  # the sink's view of the store, for /healthz and /metrics
     optimizer = _Optimizer(store)
-    admission = admission_bar(settings.admission_bar)
+    admission = admission_bar(settings.admission_bar, reputation.quarantined)
     app.memstream_store = store  # type: ignore[attr-defined]
     services = WorkerServices(
         app,

@@ -104,3 +104,17 @@ def test_the_bar_is_a_setting_between_0_and_1(monkeypatch: pytest.MonkeyPatch) -
         Settings()
     monkeypatch.delenv("MEMSTREAM_ADMISSION_BAR")
     assert Settings().admission_bar is None
+
+
+def test_a_quarantined_authors_shared_memories_are_kept_out_whatever_their_value() -> None:
+    def sunk(tenant: str, agent: str) -> bool:
+        return agent == "a"
+
+    bar = admission_bar(None, sunk)
+    assert bar is not None and bar.bar is None
+    assert not bar.admits(_record(0.99)), "its author is quarantined"
+    assert not bar.admits(_record(0.99, valuation="valuation:cold-start"))
+    assert bar.admits(_record(0.01, scope="private")), "its own notes stay its own"
+    other = _record(0.01).model_copy(update={"agent_id": "b"})
+    assert bar.admits(other), "no bar on value: another author is admitted"
+    assert not AdmissionBar(0.5, sunk).admits(other)  # the value bar still applies
