@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 BUSY_TIMEOUT_MS = 10_000
@@ -53,6 +53,15 @@ class SqliteFile:
         with self._write() as db:
             for stmt in schema:
                 db.execute(stmt)
+
+    def rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """The rows of one read (WAL: never blocks a writer in another process)."""
+        return self._db.execute(sql, args).fetchall()
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction, exclusive across threads and processes (for classes that
+        hold a file rather than are one)."""
+        return self._write()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

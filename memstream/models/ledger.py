@@ -78,11 +78,11 @@ class Ledger:
         if self._db is None:
             return
         with self._lock:
-            rows = self._db._db.execute(
+            rows = self._db.rows(
                 "select rowid, event_id, tenant, agent, amount, rater from entries "
                 "where rowid > ? order by rowid",
                 (self._loaded,),
-            ).fetchall()
+            )
             for rowid, event_id, tenant, agent, amount, rater in rows:
                 self._loaded = max(self._loaded, rowid)
                 if f"{event_id}/{agent}" not in self._seen:
@@ -95,7 +95,7 @@ class Ledger:
             if not fresh:
                 return False
             if self._db is not None:
-                with self._db._write() as db:
+                with self._db.transaction() as db:
                     db.executemany(
                         "insert or ignore into entries values (?, ?, ?, ?, ?)",
                         [(event_id, tenant, a, x, r) for a, x, r in fresh],

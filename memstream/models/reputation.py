@@ -101,11 +101,11 @@ class ReputationBook:
             return
         self._refreshed_at = time.monotonic()
         with self._lock:
-            rows = self._db._db.execute(
+            rows = self._db.rows(
                 "select rowid, event_id, tenant, author, rater, outcome from feedback "
                 "where rowid > ? order by rowid",
                 (self._loaded_rowid,),
-            ).fetchall()
+            )
             for rowid, event_id, tenant, author, rater, outcome in rows:
                 self._loaded_rowid = max(self._loaded_rowid, rowid)
                 if event_id not in self._seen:
@@ -132,7 +132,7 @@ class ReputationBook:
             if event_id is not None and event_id in self._seen:
                 return False
             if self._db is not None and event_id is not None:
-                with self._db._write() as db:
+                with self._db.transaction() as db:
                     db.execute(
                         "insert or ignore into feedback values (?, ?, ?, ?, ?)",
                         (event_id, tenant, author, rater, outcome),

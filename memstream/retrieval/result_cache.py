@@ -197,10 +197,10 @@ class ResultCache:
 
     def _load(self) -> None:
         assert self._db is not None
-        rows = self._db._db.execute(
+        rows = self._db.rows(
             "select result_id, tenant, agent_id, scope, task, result, verification, ts, vector "
             "from results order by ts"
-        ).fetchall()
+        )
         for *fields, blob in rows:
             self._add(CachedResult(*fields), np.frombuffer(blob, dtype=np.float32))
 
@@ -231,7 +231,7 @@ class ResultCache:
         vector = np.asarray(self.embedder.embed([task])[0], dtype=np.float32)
         with self._lock:
             if self._db is not None:
-                with self._db._write() as db:
+                with self._db.transaction() as db:
                     db.execute(
                         "insert into results values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (*_row(entry), vector.tobytes()),
