@@ -100,6 +100,29 @@ def test_reputation_and_ledger_live_and_rebuilt_from_the_log(
     assert ledger["ann"]["earned"] > 0 and ledger["seed"]["spent"] > 0
     assert "ring2" not in ledger or ledger["ring2"]["earned"] == 0.0
 
+    # bob's memory proves wrong again and again: under the floor he is quarantined, his
+    # memories leave search, and a new shared one of his is kept out of the pool
+    with client("seed") as c:
+        for _ in range(8):
+            r = c.post("/v1/feedback", json={"memory_id": ids["bob"], "outcome": "wrong"})
+            assert r.status_code == 202, r.text
+        _until(lambda: c.get("/v1/agents/bob/reputation").json()["reputation"] < 0.1)
+        bob = c.get("/v1/agents/bob/reputation").json()
+        hits = c.get("/v1/search", params={"q": "staging database backups", "k": 10}).json()
+        assert ids["bob"] not in [h["memory_id"] for h in hits["results"]]
+        assert ids["ann"] in [h["memory_id"] for h in hits["results"]]
+    with client("bob") as c:
+        late = c.post("/v1/memories", json={"text": "Backups now go to bucket junk-9."}).json()
+
+    def kept_out() -> float:
+        text = httpx.get(f"{worker.url}/metrics", timeout=10).text
+        lines = [ln for ln in text.splitlines() if ln.startswith("memstream_pool_kept_out_total ")]
+        return float(lines[0].split()[1]) if lines else 0.0
+
+    _until(lambda: kept_out() >= 1.0)  # only this tenant has seeds, so only bob's note
+    with client("ann") as c:
+        assert c.get(f"/v1/memories/{late['event_id']}").status_code == 404  # on the log only
+
     # the same books from the log alone
     messages = []
     for topic in (INDEXED.name, FEEDBACK.name, DELIVERIES.name):
