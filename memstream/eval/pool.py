@@ -68,7 +68,14 @@ class _Conversation:
     questions: list[Question]
 
 
-def _ranked(retriever: Retriever, question: Question, tenant: str, k: int, now: Any, dia_of):
+def _ranked(
+    retriever: Retriever,
+    question: Question,
+    tenant: str,
+    k: int,
+    now: Any,
+    dia_of: dict[str, str],
+) -> tuple[list[str], list[str], list[Any]]:
     """(memory ids best first, dia ids best first; a merged duplicate stands for its copies)."""
     results = retriever.search(Caller(tenant, "evaluator"), question.question, k, now=now)
     ids: list[str] = []
@@ -116,7 +123,6 @@ def run_pool_eval(
     rng = np.random.default_rng(seed)
     weights = RankingWeights()
     without = replace(weights, usefulness=0.0)
-    from memstream.schemas.events import Indexed as _Indexed
     from memstream.streams.app import enrich_or_reject
 
     with tempfile.TemporaryDirectory(prefix="memstream-eval-pool-") as tmp:
@@ -129,7 +135,7 @@ def run_pool_eval(
         for start in range(0, len(memories), 256):
             batch = memories[start : start + 256]
             for result in enrich_or_reject(stage, batch, privacy):  # type: ignore[arg-type]
-                if isinstance(result, _Indexed):
+                if isinstance(result, Indexed):
                     by_tenant.setdefault(result.tenant, []).append(result)
             say(f"ingested {min(start + 256, len(memories))}/{len(memories)} turns")
         conversations = []
@@ -170,11 +176,10 @@ def run_pool_eval(
                 lists: list[tuple[list[str], Question, str]] = []
                 for conv in train:
                     for q in conv.questions:
-                        ids, _, results = _ranked(
+                        ids, _, _ = _ranked(
                             retriever, q, conv.tenant, CANDIDATES, asked_at[q.conversation], dia_of
                         )
                         lists.append((ids, q, conv.tenant))
-                        del results
             finally:
                 train_store.close()
             registry = ModelRegistry(fold_dir / "models", "valuation")
