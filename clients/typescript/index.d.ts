@@ -165,6 +165,40 @@ export interface FeedbackOptions extends RequestOptions {
   note?: string;
 }
 
+export interface CachedResult {
+  result_id: string;
+  task: string;
+  result: string;
+  verification: "verified" | "unverified" | "failed";
+  agent_id: string;
+  scope: string;
+}
+
+export interface CacheLookup {
+  outcome: "hit" | "miss" | "rejected";
+  result: CachedResult | null;
+  score: number | null;
+  reason: string | null;
+}
+
+export interface CacheResultOptions extends RequestOptions {
+  verification?: "verified" | "unverified" | "failed";
+  scope?: string;
+}
+
+export interface Reputation {
+  tenant: string;
+  agent_id: string;
+  /** 0..1; 0.5 where no trusted rater has rated it */
+  reputation: number;
+  /** its weight as a rater, relative to the most trusted */
+  trust: number;
+  ratings_received: number;
+  weighted_good: number;
+  weighted_bad: number;
+  seeded: boolean;
+}
+
 export interface SubscribeOptions extends RequestOptions {
   /** -1..1 (default 0.5) */
   minScore?: number;
@@ -294,6 +328,12 @@ export class MemstreamClient {
   history(memoryId: string, options?: RequestOptions): Promise<MemoryRecord[]>;
   /** How useful a memory was; resolves to the feedback event's id. */
   feedback(memoryId: string, outcome: Outcome, options?: FeedbackOptions): Promise<string>;
+  /** Publish a task's result to the semantic result cache. */
+  cacheResult(task: string, result: string, options?: CacheResultOptions): Promise<CachedResult>;
+  /** A stored result for a task that means the same and names the same values, if any. */
+  lookup(task: string, options?: RequestOptions): Promise<CacheLookup>;
+  /** An agent's reputation in this token's tenant. */
+  reputation(agentId: string, options?: RequestOptions): Promise<Reputation>;
   /** A standing query; resolves to its id (applies within moments: see `subscriptions`). */
   subscribe(query: string, options?: SubscribeOptions): Promise<string>;
   /** Cancel a subscription this agent made (NotFound otherwise). */

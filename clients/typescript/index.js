@@ -472,6 +472,42 @@ export class MemstreamClient {
   }
 
   /**
+   * Publish a task's result to the semantic result cache, so that an agent about to do the
+   * same task finds it with `lookup`.
+   * @param {string} task
+   * @param {string} result
+   * @param {{verification?: "verified" | "unverified" | "failed", scope?: string, signal?: AbortSignal}} [options]
+   * @returns {Promise<import("./index.js").CachedResult>}
+   */
+  async cacheResult(task, result, options = {}) {
+    const { verification = "unverified", scope = "tenant", signal } = options;
+    const body = { task, result, verification, scope };
+    return this._do("POST", "/v1/cache", { body, signal });
+  }
+
+  /**
+   * A stored result for this task (same meaning, same values: host, region, number, date,
+   * identifier), or `{outcome: "miss"}` / `{outcome: "rejected", reason}`.
+   * @param {string} task
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<import("./index.js").CacheLookup>}
+   */
+  async lookup(task, options = {}) {
+    return this._do("POST", "/v1/cache/lookup", { body: { task }, signal: options.signal });
+  }
+
+  /**
+   * An agent's reputation in this token's tenant, and what it rests on.
+   * @param {string} agentId
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<import("./index.js").Reputation>}
+   */
+  async reputation(agentId, options = {}) {
+    const path = `/v1/agents/${encodeURIComponent(agentId)}/reputation`;
+    return this._do("GET", path, { signal: options.signal });
+  }
+
+  /**
    * A standing query; resolves to the subscription id. Read deliveries with `stream` or
    * `deliveries`. It takes a moment to apply: `subscriptions()` lists it once it does.
    * @param {string} query

@@ -180,6 +180,23 @@ test("feedback", SLOW, async () => {
   await assert.rejects(bob.feedback(id, "helped", { score: 2 }), InvalidRequest);
 });
 
+test("result cache and reputation", SLOW, async () => {
+  const task = `Rotate the ${run} API keys on web-3 in eu-west-2`;
+  const stored = await ada.cacheResult(task, "rotated", { verification: "verified" });
+  assert.equal(stored.agent_id, "ada");
+  const hit = await bob.lookup(task);
+  assert.equal(hit.outcome, "hit");
+  assert.equal(hit.result?.result, "rotated");
+  const near = await bob.lookup(task.replace("web-3", "web-4"));
+  assert.equal(near.outcome, "rejected");
+  assert.equal(near.result, null);
+  assert.equal((await other.lookup(task)).outcome, "miss");
+  await assert.rejects(ada.cacheResult("", "x"), InvalidRequest);
+  const rep = await bob.reputation("ada");
+  assert.equal(rep.agent_id, "ada");
+  assert.ok(rep.reputation >= 0 && rep.reputation <= 1);
+});
+
 test("subscribe, then deliveries and stream get what the other agent published", SLOW, async () => {
   const tag = `pay-${run}`;
   const sub = await bob.subscribe("incidents with the payment gateway", {
