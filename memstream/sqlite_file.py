@@ -58,6 +58,17 @@ class SqliteFile:
         """The rows of one read (WAL: never blocks a writer in another process)."""
         return self._db.execute(sql, args).fetchall()
 
+    def rows_since(
+        self, table: str, columns: str, after: int
+    ) -> tuple[list[tuple[object, ...]], int]:
+        """The rows appended to `table` after rowid `after` (by any process), oldest first,
+        and the last rowid among them (`after` when none): how a reader follows a file that
+        another process appends to."""
+        rows = self.rows(
+            f"select rowid, {columns} from {table} where rowid > ? order by rowid", (after,)
+        )
+        return [row[1:] for row in rows], int(rows[-1][0]) if rows else after  # type: ignore[call-overload]
+
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction, exclusive across threads and processes (for classes that
         hold a file rather than are one)."""

@@ -78,13 +78,10 @@ class Ledger:
         if self._db is None:
             return
         with self._lock:
-            rows = self._db.rows(
-                "select rowid, event_id, tenant, agent, amount, rater from entries "
-                "where rowid > ? order by rowid",
-                (self._loaded,),
+            rows, self._loaded = self._db.rows_since(
+                "entries", "event_id, tenant, agent, amount, rater", self._loaded
             )
-            for rowid, event_id, tenant, agent, amount, rater in rows:
-                self._loaded = max(self._loaded, rowid)
+            for event_id, tenant, agent, amount, rater in rows:
                 if f"{event_id}/{agent}" not in self._seen:
                     self._seen.add(f"{event_id}/{agent}")
                     self._accounts.setdefault((tenant, agent), []).append((amount, rater))

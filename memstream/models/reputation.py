@@ -101,13 +101,10 @@ class ReputationBook:
             return
         self._refreshed_at = time.monotonic()
         with self._lock:
-            rows = self._db.rows(
-                "select rowid, event_id, tenant, author, rater, outcome from feedback "
-                "where rowid > ? order by rowid",
-                (self._loaded_rowid,),
+            rows, self._loaded_rowid = self._db.rows_since(
+                "feedback", "event_id, tenant, author, rater, outcome", self._loaded_rowid
             )
-            for rowid, event_id, tenant, author, rater, outcome in rows:
-                self._loaded_rowid = max(self._loaded_rowid, rowid)
+            for event_id, tenant, author, rater, outcome in rows:
                 if event_id not in self._seen:
                     self._add(event_id, tenant, author, rater, outcome)
 

@@ -335,14 +335,8 @@ def current_caller(
 
 
 def _cached(entry: Any) -> CachedResultOut:
-    return CachedResultOut(
-        result_id=entry.result_id,
-        task=entry.task,
-        result=entry.result,
-        verification=entry.verification,
-        agent_id=entry.agent_id,
-        scope=entry.scope,
-    )
+    """The answer for a `ResultCache` entry (its tenant and timestamp stay inside)."""
+    return CachedResultOut.model_validate(entry, from_attributes=True)
 
 
 def bearer_token(request: Request) -> str:
@@ -481,7 +475,7 @@ def create_api(
         """An agent's reputation in the caller's tenant: how the memories it wrote fared,
         each rating weighted by the trust of its rater (self-feedback does not count)."""
         found = await backend.standing(who, agent_id)
-        return Reputation(**vars(found))
+        return Reputation.model_validate(found, from_attributes=True)
 
     async def _ledger(who: Caller, everyone: bool) -> LedgerView:
         found = await backend.balances(who, everyone)
@@ -491,16 +485,7 @@ def create_api(
             )
         return LedgerView(
             tenant=who.tenant,
-            balances=[
-                LedgerBalance(
-                    agent_id=b.agent_id,
-                    balance=b.balance,
-                    earned=b.earned,
-                    spent=b.spent,
-                    entries=b.entries,
-                )
-                for b in found
-            ],
+            balances=[LedgerBalance.model_validate(b, from_attributes=True) for b in found],
         )
 
     @api.get("/v1/ledger", response_model=LedgerView)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -20,19 +19,10 @@ from memstream.schemas.topics import DELIVERIES, FEEDBACK, INDEXED
 from memstream.services.auth import TokenStore
 from memstream.settings import Settings
 from tests.integration.conftest import Worker, read_topic
+from tests.integration.test_http_sdk import _until
 
 TENANT = "pool-books"
-
-
-def _until(check, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition never held")
-        time.sleep(0.3)
+WAIT_S = 60.0
 
 
 def test_reputation_and_ledger_live_and_rebuilt_from_the_log(
@@ -60,7 +50,7 @@ def test_reputation_and_ledger_live_and_rebuilt_from_the_log(
             ids[agent] = c.post("/v1/memories", json={"text": text}).json()["event_id"]
     with client("seed") as c:
         for agent in texts:
-            _until(lambda a=agent: c.get(f"/v1/memories/{ids[a]}").status_code == 200)
+            _until(lambda a=agent: c.get(f"/v1/memories/{ids[a]}").status_code == 200, WAIT_S)
     ratings = [
         ("seed", "ann", "helped"),
         ("seed", "ann", "helped"),
@@ -82,7 +72,8 @@ def test_reputation_and_ledger_live_and_rebuilt_from_the_log(
             return c.get(f"/v1/agents/{agent}/reputation").json()
 
         _until(
-            lambda: live("ann")["ratings_received"] == 4 and live("ring1")["ratings_received"] == 1
+            lambda: live("ann")["ratings_received"] == 4 and live("ring1")["ratings_received"] == 1,
+            WAIT_S,
         )
         ann, bob, ring1, ring2 = live("ann"), live("bob"), live("ring1"), live("ring2")
     assert ann["reputation"] > 0.5 > bob["reputation"]
@@ -106,7 +97,7 @@ def test_reputation_and_ledger_live_and_rebuilt_from_the_log(
         for _ in range(8):
             r = c.post("/v1/feedback", json={"memory_id": ids["bob"], "outcome": "wrong"})
             assert r.status_code == 202, r.text
-        _until(lambda: c.get("/v1/agents/bob/reputation").json()["reputation"] < 0.1)
+        _until(lambda: c.get("/v1/agents/bob/reputation").json()["reputation"] < 0.1, WAIT_S)
         bob = c.get("/v1/agents/bob/reputation").json()
         hits = c.get("/v1/search", params={"q": "staging database backups", "k": 10}).json()
         assert ids["bob"] not in [h["memory_id"] for h in hits["results"]]
@@ -119,7 +110,7 @@ def test_reputation_and_ledger_live_and_rebuilt_from_the_log(
         lines = [ln for ln in text.splitlines() if ln.startswith("memstream_pool_kept_out_total ")]
         return float(lines[0].split()[1]) if lines else 0.0
 
-    _until(lambda: kept_out() >= 1.0)  # only this tenant has seeds, so only bob's note
+    _until(lambda: kept_out() >= 1.0, WAIT_S)  # only this tenant has seeds, so only bob's note
     with client("ann") as c:
         assert c.get(f"/v1/memories/{late['event_id']}").status_code == 404  # on the log only
 
