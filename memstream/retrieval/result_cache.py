@@ -169,7 +169,24 @@ class Lookup:
 class _Tenant:
     entries: list[CachedResult] = field(default_factory=list)
     values: list[frozenset[str]] = field(default_factory=list)
-    vectors: np.ndarray | None = None  # (n, dim) float32, rows in entries' order
+    buffer: np.ndarray | None = None  # rows [0, len(entries)) are the vectors; grows by doubling
+
+    @property
+    def vectors(self) -> np.ndarray | None:
+        """(n, dim) float32, rows in entries' order (a view: a later add never changes it)."""
+        return None if self.buffer is None else self.buffer[: len(self.entries)]
+
+    def add(self, entry: CachedResult, vector: np.ndarray) -> None:
+        row = np.asarray(vector, dtype=np.float32).reshape(-1)
+        n = len(self.entries)
+        if self.buffer is None or n == self.buffer.shape[0]:
+            grown = np.empty((max(16, 2 * n), row.shape[0]), dtype=np.float32)
+            if self.buffer is not None:
+                grown[:n] = self.buffer
+            self.buffer = grown
+        self.buffer[n] = row
+        self.values.append(task_values(entry.task))
+        self.entries.append(entry)  # last: `vectors` covers the new row only once it is set
 
 
 class ResultCache:
@@ -205,11 +222,7 @@ class ResultCache:
             self._add(CachedResult(*fields), np.frombuffer(blob, dtype=np.float32))
 
     def _add(self, entry: CachedResult, vector: np.ndarray) -> None:
-        tenant = self._tenants.setdefault(entry.tenant, _Tenant())
-        tenant.entries.append(entry)
-        tenant.values.append(task_values(entry.task))
-        row = vector.reshape(1, -1).astype(np.float32)
-        tenant.vectors = row if tenant.vectors is None else np.vstack([tenant.vectors, row])
+        self._tenants.setdefault(entry.tenant, _Tenant()).add(entry, vector)
 
     def publish(
         self,
