@@ -659,6 +659,89 @@ def eval_economy(
     _emit("eval-economy", result, save=save, as_json=as_json)
 
 
+@eval_app.command("tagging")
+def eval_tagging(
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            help="JSON: taxonomy (tag -> example texts) and items", exists=True, dir_okay=False
+        ),
+    ],
+    online_every: Annotated[
+        int, typer.Option(help="online run: refit after this many self-tagged items")
+    ] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Tag by example (memstream/models/tagging.py): top-1 and top-3 accuracy of the model
+    fitted on the taxonomy alone, nearest-example MiniLM as the baseline, and the online
+    run that learns from each item's own tag after predicting it."""
+    from memstream.eval.tagging import run_tagging_eval
+
+    result = run_tagging_eval(dataset, online_every=online_every)
+    _emit("eval-tagging", result, save=save, as_json=as_json)
+
+
+@eval_app.command("linking")
+def eval_linking(
+    dataset: Annotated[
+        Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
+    ],
+    bar: Annotated[
+        float | None, typer.Option(help="the linker's bar in standard deviations (default 3)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Links between memories (memstream/models/linking.py): two turns that are evidence
+    for the same question are related; precision and recall at the bar, with plain nearest
+    neighbours at the same number of links."""
+    from memstream.eval.linking import run_linking_eval
+
+    _emit("eval-linking", run_linking_eval(dataset, bar=bar), save=save, as_json=as_json)
+
+
+@eval_app.command("verification")
+def eval_verification(
+    claims: Annotated[int, typer.Option(help="generated memories, half true, half false")] = 240,
+    seed: Annotated[int, typer.Option()] = 0,
+    benign: Annotated[
+        Path | None,
+        typer.Option(
+            help="ordinary texts ([{text}]): any verdict on them is a false flag",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """The verifiers (memstream/verification/) on generated true and false arithmetic and
+    algebra claims inside memories: accuracy, per family, and false flags on `--benign`."""
+    from memstream.eval.verification import run_verification_eval
+
+    result = run_verification_eval(claims, seed=seed, benign=benign)
+    _emit("eval-verification", result, save=save, as_json=as_json)
+
+
+@eval_app.command("team-pool")
+def eval_team_pool(
+    dataset: Annotated[
+        Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
+    ],
+    k: Annotated[int, typer.Option()] = 5,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """What the pooled team state is good for (memstream/models/team_state.py): routing a
+    question to the teammate whose memories hold its evidence, against cosine to each
+    agent's mean vector and a random order, and recall when only the top agents are
+    searched."""
+    from memstream.eval.team_pool import run_team_pool_eval
+
+    _emit("eval-team-pool", run_team_pool_eval(dataset, k=k), save=save, as_json=as_json)
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     dataset: Annotated[
@@ -679,11 +762,33 @@ def eval_retrieval(
             "worker does) or query (computed at search time, the old path)"
         ),
     ] = "ingest",
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="episodic, knowledge or auto: compare recall modes by provenance (items and "
+            "characters returned beside recall; memstream/retrieval/modes.py)"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
 ) -> None:
-    """Recall@k of evidence turns: hybrid retrieval, with BM25 and dense baselines."""
+    """Recall@k of evidence turns: hybrid retrieval, with BM25 and dense baselines; with
+    --mode, knowledge mode (consolidated facts) against episodic (raw memories)."""
     from memstream.eval.retrieval import run_retrieval_eval
+
+    if mode is not None:
+        from memstream.eval.modes import run_modes_eval
+        from memstream.retrieval.modes import MODES
+
+        if mode not in MODES:
+            raise _fail(f"--mode must be one of {', '.join(MODES)}")
+        cut = max(int(x) for x in k.split(",")) if k != "1,5,10" else 5
+        result = run_modes_eval(
+            dataset, k=cut, weights=_settings().ranking_weights(), pii_policy=pii_policy
+        )
+        result["mode_asked"] = mode
+        _emit(f"eval-retrieval-{mode}", result, save=save, as_json=as_json)
+        return
 
     if token_vectors not in ("ingest", "query"):
         raise _fail("--token-vectors must be ingest or query")
@@ -863,6 +968,24 @@ def bench_replay(
     _settings()
     result = run_replay_bench(events, embed_cap=embed_cap)
     _emit("replay", result, save=save, as_json=as_json)
+
+
+@bench_app.command("pool")
+def bench_pool(
+    sizes: Annotated[str, typer.Option(help="agents per team, comma-separated")] = "8,64",
+    teams: Annotated[int, typer.Option(help="teams pooled per ONNX run")] = 64,
+    updates: Annotated[int, typer.Option(help="updates measured per size")] = 4096,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Pooled team state updates/s (one agent's new state and its team's re-pool, batched
+    across teams), with the ONNX Runtime providers that ran."""
+    from memstream.bench.team_pool import run_team_pool_bench
+
+    result = run_team_pool_bench(
+        tuple(int(x) for x in sizes.split(",")), teams=teams, updates=updates
+    )
+    _emit("bench-pool", result, save=save, as_json=as_json)
 
 
 @bench_app.command("push")

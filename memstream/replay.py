@@ -516,6 +516,7 @@ class _Pipeline:
     def run(self, batch: list[RawMessage], stats: ReplayStats) -> list[tuple[RawMessage, Indexed]]:
         """Store one batch; returns the (source record, Indexed) pairs that were stored."""
         from memstream.models.admission import admission_bar
+        from memstream.store.conflicts import resolve_conflicts
         from memstream.store.sink import write_records
 
         pairs: list[tuple[RawMessage, Indexed]] = []
@@ -562,10 +563,13 @@ class _Pipeline:
             stats.kept_out += len(pairs) - len(admitted)
             pairs = admitted
         if pairs:
-            written = write_records(self.store, [record for _, record in pairs])
+            records = [record for _, record in pairs]
+            written = write_records(self.store, records)
             stats.memories_written += written.written
             stats.duplicates_merged += written.merged
-            stats.superseded += written.superseded
+            # the live sink's conflict rule, so a rebuild holds the same timelines (the
+            # events are the live worker's to publish: a replay publishes nothing)
+            stats.superseded += written.superseded + len(resolve_conflicts(self.store, records))
         return pairs
 
 

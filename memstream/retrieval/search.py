@@ -56,10 +56,12 @@ class Retriever:
         only_valid: bool = True,
         topics: list[str] | None = None,
         tags: list[str] | None = None,
+        as_of: datetime | None = None,
     ) -> list[ScoredMemory]:
         """`mode`: `hybrid` (default), `dense` or `lexical` (the baselines); `topics` and
-        `tags` narrow the candidates (any of each list)."""
-        now = now or datetime.now(UTC)
+        `tags` narrow the candidates (any of each list). `as_of`: the memories valid at that
+        time (bi-temporal: a superseded value is found as of when it held), ranked as then."""
+        now = as_of or now or datetime.now(UTC)
         vector = self._embed_query(query, mode) if mode in ("hybrid", "dense") else None
         sparse = query_sparse(query) if mode in ("hybrid", "lexical") else None
         limit = max(self.candidates, k)

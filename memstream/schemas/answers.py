@@ -17,6 +17,15 @@ class SearchResult(BaseModel):
     agent_id: str
     scope: str
     tags: list[str]
+    valid_from: datetime | None = None
+    valid_to: datetime | None = Field(default=None, description="None: still valid")
+    verification: str | None = Field(
+        default=None, description="verified or refuted by the verifiers; None: no claim checked"
+    )
+    kind: str = Field(default="memory", description="memory, or fact (knowledge mode)")
+    provenance: list[UUID] = Field(
+        default_factory=list, description="a fact's member memories, best first"
+    )
 
 
 class SearchResults(BaseModel):

@@ -7,6 +7,7 @@ a worker accepts its own major version and sends any other to the dead-letter to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from datetime import UTC, datetime
@@ -139,6 +140,24 @@ def new_event_id() -> UUID:
     return UUID(str(uuid_utils.uuid7()))
 
 
+def derived_id(tenant: str, source_id: str, ts: datetime) -> UUID:
+    """A UUIDv7 fixed by (tenant, source id). Its time bits are the source id's own when
+    that is a UUIDv7 (a memstream export: so a `supersedes` link maps to the same id as the
+    row it names), else `ts` (the row's own time), so ids still sort by creation. The
+    random bits hash tenant and source id."""
+    digest = hashlib.sha256(f"{tenant}\x00{source_id}".encode()).digest()
+    try:
+        source = UUID(source_id)
+        ms = source.int >> 80 if source.version == 7 else int(ts.timestamp() * 1000)
+    except ValueError:
+        ms = int(ts.timestamp() * 1000)
+    ms = max(0, min(ms, 2**48 - 1))
+    rand_a = int.from_bytes(digest[:2], "big") & 0x0FFF
+    rand_b = int.from_bytes(digest[2:10], "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    return UUID(int=value)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -178,6 +197,15 @@ class ObservationPayload(_Model):
     metadata: Metadata = Field(default_factory=dict)
 
 
+class FactPayload(_Model):
+    """A memory's claim about one attribute of one subject: a newer memory with the same
+    subject and attribute and another value supersedes it (memstream.retrieval.facts)."""
+
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    attribute: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    value: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
 class MemoryPayload(_Model):
     """A memory an agent wants to share with the agents allowed to see it.
 
@@ -194,6 +222,11 @@ class MemoryPayload(_Model):
     metadata: Metadata = Field(default_factory=dict)
     valid_from: Timestamp | None = None
     valid_to: Timestamp | None = None
+    fact: FactPayload | None = Field(
+        default=None,
+        description="the subject, attribute and value this memory states; when unset the "
+        "pipeline reads it from sentences like 'the <attribute> of <subject> is <value>'",
+    )
     expires_at: Timestamp | None = Field(
         default=None,
         description="when the memory expires: it leaves search and deliveries at once, and "
@@ -275,6 +308,15 @@ class DeletionPayload(_Model):
     reason: Literal["deleted", "expired", "imported_over"] = "deleted"
 
 
+class VerdictPayload(_Model):
+    """One checked claim (memstream.verification)."""
+
+    claim: str
+    status: Literal["verified", "refuted"]
+    verifier: str
+    detail: str = ""
+
+
 class IndexedPayload(_Model):
     """What the pipeline stored for one memory or observation: the source, enriched.
 
@@ -306,6 +348,46 @@ class IndexedPayload(_Model):
     subjects: list[str] = Field(default_factory=list, description="subject ids of sealed values")
     pii_types: list[str] = Field(default_factory=list, description="personal data types found")
     pii_action: str | None = Field(default=None, description="policy applied: seal, redact, ...")
+    verification: Literal["verified", "refuted"] | None = Field(
+        default=None,
+        description="the verifiers' outcome: refuted when a checked claim is false (never "
+        "pushed to subscribers); None when nothing in it was checkable",
+    )
+    verdicts: list[VerdictPayload] = Field(default_factory=list)
+    fact: FactPayload | None = None
+
+
+class VerificationPayload(_Model):
+    """The verifiers' report on one memory, published on `memstream.verdicts`."""
+
+    memory_id: UUID
+    status: Literal["verified", "refuted"]
+    verdicts: list[VerdictPayload]
+
+
+class ConflictPayload(_Model):
+    """Two memories state different values for one subject's attribute: the newer (by valid
+    time) supersedes the older, which stays queryable as of its time."""
+
+    subject: str
+    attribute: str
+    superseded_id: UUID
+    superseded_value: str
+    superseding_id: UUID
+    superseding_value: str
+    changed_at: Timestamp = Field(description="valid time of the superseding memory")
+
+
+class PooledStatePayload(_Model):
+    """A team's pooled memory state (memstream.models.team_state), after an update."""
+
+    team: str
+    members: list[str] = Field(description="agent ids, in the order of `influence`")
+    influence: list[float] = Field(description="mean attention weight of each member")
+    vector_b64: str = Field(description="the pooled state, float32 little-endian, base64")
+    dim: int
+    updated_by: UUID = Field(description="the memory whose arrival updated the state")
+    model: str
 
 
 class DeadLetterPayload(_Model):
@@ -402,6 +484,21 @@ class DeadLetter(Event):
     payload: DeadLetterPayload
 
 
+class VerificationReport(Event):
+    kind: Literal["verification"] = "verification"
+    payload: VerificationPayload
+
+
+class Conflict(Event):
+    kind: Literal["conflict"] = "conflict"
+    payload: ConflictPayload
+
+
+class PooledState(Event):
+    kind: Literal["pooled_state"] = "pooled_state"
+    payload: PooledStatePayload
+
+
 EVENT_MODELS: dict[str, type[Event]] = {
     model.model_fields["kind"].default: model
     for model in (
@@ -414,6 +511,9 @@ EVENT_MODELS: dict[str, type[Event]] = {
         Deletion,
         Indexed,
         DeadLetter,
+        VerificationReport,
+        Conflict,
+        PooledState,
     )
 }
 
@@ -426,7 +526,10 @@ AnyEvent = Annotated[
     | Erasure
     | Deletion
     | Indexed
-    | DeadLetter,
+    | DeadLetter
+    | VerificationReport
+    | Conflict
+    | PooledState,
     Field(discriminator="kind"),
 ]
 any_event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -58,6 +58,13 @@ ERASURES = TopicSpec(
 DEAD_LETTER = TopicSpec(
     "memstream.dead-letter", "original key", "rejected events with reason and origin offset"
 )
+VERDICTS = TopicSpec(
+    "memstream.verdicts", "memory id", "verifiers' reports: memories verified or refuted"
+)
+CONFLICTS = TopicSpec(
+    "memstream.conflicts", "tenant/subject", "a memory superseded by one with another value"
+)
+POOLED = TopicSpec("memstream.pooled", "tenant/team", "teams' pooled memory states")
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     OBSERVATIONS,
@@ -68,6 +75,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     DELIVERIES,
     ERASURES,
     DEAD_LETTER,
+    VERDICTS,
+    CONFLICTS,
+    POOLED,
 )
 TOPICS: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOGUE}
 

@@ -182,6 +182,7 @@ def _add(
     context: str | None,
     supersedes: Iterable[UUID | str] | None,
     ttl: float | None,
+    fact: dict[str, str] | None = None,
 ) -> _Call:
     body: dict[str, Any] = {"text": text, "scope": scope, "tags": tags or []}
     if topic is not None:
@@ -194,6 +195,8 @@ def _add(
         body["supersedes"] = [str(s) for s in supersedes]
     if ttl is not None:
         body["ttl"] = ttl
+    if fact is not None:
+        body["fact"] = fact
     return _Call("POST", "/v1/memories", body=body)
 
 
@@ -222,9 +225,15 @@ def _cache_result(task: str, result: str, verification: str, scope: str) -> _Cal
 
 
 def _subscribe(
-    query: str, min_score: float, filters: dict[str, Any] | None, include_own: bool
+    query: str,
+    min_score: float,
+    filters: dict[str, Any] | None,
+    include_own: bool,
+    max_per_minute: int | None = None,
 ) -> _Call:
-    body = {"query": query, "min_score": min_score, "include_own": include_own}
+    body: dict[str, Any] = {"query": query, "min_score": min_score, "include_own": include_own}
+    if max_per_minute is not None:
+        body["max_per_minute"] = max_per_minute
     if filters:
         body["filters"] = filters
     return _Call("POST", "/v1/subscriptions", body=body)
@@ -301,10 +310,11 @@ class HttpClient:
         context: str | None = None,
         supersedes: Iterable[UUID | str] | None = None,
         ttl: float | None = None,
+        fact: dict[str, str] | None = None,
     ) -> UUID:
         """Share a memory; returns its id (it is searchable once indexed: `wait_for`).
         `ttl`: seconds it lives."""
-        call = _add(text, scope, tags, topic, metadata, context, supersedes, ttl)
+        call = _add(text, scope, tags, topic, metadata, context, supersedes, ttl, fact)
         return UUID(self._do(call)["event_id"])
 
     def search(
@@ -314,8 +324,14 @@ class HttpClient:
         *,
         topics: list[str] | None = None,
         tags: list[str] | None = None,
+        as_of: datetime | None = None,
+        mode: str = "episodic",
     ) -> list[SearchHit]:
-        params = {"q": query, "k": k, "topic": topics, "tag": tags}
+        """Hybrid search; `as_of` (aware datetime): the memories valid at that time; `mode`:
+        episodic (memories), knowledge (consolidated facts, `provenance` set) or auto."""
+        params: dict[str, Any] = {"q": query, "k": k, "topic": topics, "tag": tags, "mode": mode}
+        if as_of is not None:
+            params["as_of"] = as_of.isoformat()
         data = self._do(_Call("GET", "/v1/search", params))
         return [SearchHit(**r) for r in data["results"]]
 
@@ -393,10 +409,12 @@ class HttpClient:
         min_score: float = 0.5,
         filters: dict[str, Any] | None = None,
         include_own: bool = False,
+        max_per_minute: int | None = None,
     ) -> str:
         """A standing query; returns the subscription id. Read deliveries with `stream` or
-        `deliveries`."""
-        return self._do(_subscribe(query, min_score, filters, include_own))["subscription_id"]
+        `deliveries`. `max_per_minute`: deliveries past it are dropped (server default 60)."""
+        call = _subscribe(query, min_score, filters, include_own, max_per_minute)
+        return self._do(call)["subscription_id"]
 
     def unsubscribe(self, subscription_id: str) -> None:
         self._do(_Call("DELETE", f"/v1/subscriptions/{subscription_id}"))
@@ -530,8 +548,9 @@ class AsyncHttpClient:
         context: str | None = None,
         supersedes: Iterable[UUID | str] | None = None,
         ttl: float | None = None,
+        fact: dict[str, str] | None = None,
     ) -> UUID:
-        call = _add(text, scope, tags, topic, metadata, context, supersedes, ttl)
+        call = _add(text, scope, tags, topic, metadata, context, supersedes, ttl, fact)
         return UUID((await self._do(call))["event_id"])
 
     async def search(
@@ -541,8 +560,14 @@ class AsyncHttpClient:
         *,
         topics: list[str] | None = None,
         tags: list[str] | None = None,
+        as_of: datetime | None = None,
+        mode: str = "episodic",
     ) -> list[SearchHit]:
-        params = {"q": query, "k": k, "topic": topics, "tag": tags}
+        """Hybrid search; `as_of` (aware datetime): the memories valid at that time; `mode`:
+        episodic (memories), knowledge (consolidated facts, `provenance` set) or auto."""
+        params: dict[str, Any] = {"q": query, "k": k, "topic": topics, "tag": tags, "mode": mode}
+        if as_of is not None:
+            params["as_of"] = as_of.isoformat()
         data = await self._do(_Call("GET", "/v1/search", params))
         return [SearchHit(**r) for r in data["results"]]
 
@@ -617,9 +642,10 @@ class AsyncHttpClient:
         min_score: float = 0.5,
         filters: dict[str, Any] | None = None,
         include_own: bool = False,
+        max_per_minute: int | None = None,
     ) -> str:
-        data = await self._do(_subscribe(query, min_score, filters, include_own))
-        return data["subscription_id"]
+        call = _subscribe(query, min_score, filters, include_own, max_per_minute)
+        return (await self._do(call))["subscription_id"]
 
     async def unsubscribe(self, subscription_id: str) -> None:
         await self._do(_Call("DELETE", f"/v1/subscriptions/{subscription_id}"))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memstream.logging import get_logger
+from memstream.retrieval.modes import KnowledgeItem, candidates_for, consolidate, resolve_mode
 from memstream.retrieval.ranking import ScoredMemory
 from memstream.schemas.answers import (
     Deliveries,
@@ -35,6 +36,7 @@ from memstream.schemas.answers import (
 )
 from memstream.schemas.events import (
     Event,
+    FactPayload,
     Feedback,
     FeedbackPayload,
     Memory,
@@ -100,6 +102,7 @@ class Backend(Protocol):
         k: int,
         topics: list[str] | None = None,
         tags: list[str] | None = None,
+        as_of: datetime | None = None,
     ) -> list[ScoredMemory]: ...
 
     async def page(
@@ -163,6 +166,11 @@ class MemoryIn(_Body):
     topic: str | None = Field(default=None, max_length=128)
     context: str | None = Field(default=None, max_length=8192)
     supersedes: list[UUID] = Field(default_factory=list, max_length=64)
+    fact: FactPayload | None = Field(
+        default=None,
+        description="the subject, attribute and value it states: a later memory with another "
+        "value for them supersedes it (read from the text when unset)",
+    )
     ttl: float | None = Field(
         default=None,
         gt=0,
@@ -529,10 +537,28 @@ def create_api(
         k: Annotated[int, Query(ge=1, le=100)] = 10,
         topic: Annotated[list[str] | None, Query(max_length=32)] = None,
         tag: Annotated[list[str] | None, Query(max_length=32)] = None,
+        as_of: Annotated[
+            datetime | None,
+            Query(description="the memories valid at this time (ISO 8601 with a zone)"),
+        ] = None,
+        mode: Annotated[
+            Literal["episodic", "knowledge", "auto"],
+            Query(description="memories, consolidated facts, or by the query (auto)"),
+        ] = "episodic",
     ) -> SearchResults:
         """Hybrid search over the memories this caller may see; `topic` and `tag` (each
-        repeatable, any of) narrow it."""
-        results = await backend.search(who, q, k, topics=topic or None, tags=tag or None)
+        repeatable, any of) narrow it; `as_of` searches the memories valid then, so a
+        superseded value is found as of the time it held."""
+        if as_of is not None and as_of.tzinfo is None:
+            raise HTTPException(422, "as_of needs a time zone, e.g. 2026-01-01T00:00:00Z")
+        if resolve_mode(q, mode) == "knowledge":
+            wide = await backend.search(
+                who, q, candidates_for(k), topics=topic or None, tags=tag or None, as_of=as_of
+            )
+            return SearchResults(results=[fact_result(f, who) for f in consolidate(wide, k)])
+        results = await backend.search(
+            who, q, k, topics=topic or None, tags=tag or None, as_of=as_of
+        )
         return SearchResults(
             results=[
                 SearchResult(
@@ -542,9 +568,28 @@ def create_api(
                     agent_id=r.memory.agent_id,
                     scope=r.memory.scope,
                     tags=r.memory.tags,
+                    valid_from=r.memory.valid_from,
+                    valid_to=r.memory.valid_to,
+                    verification=r.memory.verification,
                 )
                 for r in results
             ]
+        )
+
+    def fact_result(fact: KnowledgeItem, who: Caller) -> SearchResult:
+        """A consolidated fact as this reader may see it: each member's visible text, in
+        the order they were written."""
+        members = sorted(fact.members, key=lambda h: (h.memory.valid_from or h.memory.ts))
+        top = fact.members[0].memory
+        return SearchResult(
+            memory_id=top.memory_id,
+            text=" \u2026 ".join(backend.visible_text(h.memory, who) for h in members),
+            score=round(fact.score, 6),
+            agent_id=top.agent_id,
+            scope=top.scope,
+            tags=sorted({t for h in fact.members for t in h.memory.tags}),
+            kind="fact",
+            provenance=list(fact.provenance),
         )
 
     def view(memory: Any, who: Caller) -> MemoryView:

@@ -14,15 +14,13 @@ mem0's export (`Memory.get_all()`'s `results`, one per line) maps as: `memory` -
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 from pydantic import ValidationError
 
-from memstream.schemas.events import Memory, MemoryPayload
+from memstream.schemas.events import Memory, MemoryPayload, derived_id
 from memstream.store.base import Caller, StoredMemory
 
 MEMSTREAM_FIELDS = frozenset(
@@ -51,24 +49,6 @@ class BadRow(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def derived_id(tenant: str, source_id: str, ts: datetime) -> UUID:
-    """A UUIDv7 fixed by (tenant, source id). Its time bits are the source id's own when
-    that is a UUIDv7 (a memstream export: so a `supersedes` link maps to the same id as the
-    row it names), else `ts` (the row's own time), so ids still sort by creation. The
-    random bits hash tenant and source id."""
-    digest = hashlib.sha256(f"{tenant}\x00{source_id}".encode()).digest()
-    try:
-        source = UUID(source_id)
-        ms = source.int >> 80 if source.version == 7 else int(ts.timestamp() * 1000)
-    except ValueError:
-        ms = int(ts.timestamp() * 1000)
-    ms = max(0, min(ms, 2**48 - 1))
-    rand_a = int.from_bytes(digest[:2], "big") & 0x0FFF
-    rand_b = int.from_bytes(digest[2:10], "big") & ((1 << 62) - 1)
-    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return UUID(int=value)
 
 
 def _time(value: Any, field: str) -> datetime | None:

@@ -464,6 +464,8 @@ class SubscriptionIndex:
         out: list[list[Delivery]] = [[] for _ in records]
         by_tenant: dict[str, list[int]] = {}
         for k, record in enumerate(records):
+            if record.payload.verification == "refuted":
+                continue  # a false claim is never pushed (it is on `memstream.verdicts`)
             if ok[k] and record.tenant in self._tenants:
                 by_tenant.setdefault(record.tenant, []).append(k)
         if not by_tenant:

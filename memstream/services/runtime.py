@@ -119,11 +119,14 @@ class WorkerServices:
         k: int,
         topics: list[str] | None = None,
         tags: list[str] | None = None,
+        as_of: datetime | None = None,
     ) -> list[ScoredMemory]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self.executor,
-            lambda: self.retriever.search(caller, query, k, topics=topics, tags=tags),
+            lambda: self.retriever.search(
+                caller, query, k, topics=topics, tags=tags, as_of=as_of
+            ),
         )
 
     async def page(
@@ -346,6 +349,11 @@ class WorkerServices:
         them (where it does, `match` counts them)."""
         self.counts["indexed"] += count
         INDEXED_TOTAL.inc(count)
+
+    def note_conflicts(self, count: int) -> None:
+        """Conflicting facts found by the sink (each superseded an older value)."""
+        if count:
+            self.counts["conflicts"] = self.counts.get("conflicts", 0) + count
 
     def note_kept_out(self, count: int) -> None:
         """Memories the admission bar kept out of the pool (on the log, not stored)."""

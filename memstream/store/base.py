@@ -96,6 +96,9 @@ class StoredMemory:
     subjects: list[str] = field(default_factory=list)  # subject ids of the sealed values
     supersedes: list[str] = field(default_factory=list)  # ids of the memories it replaced
     expires_at: datetime | None = None  # its time to live ends here; None = never
+    verification: str | None = None  # verified / refuted by the verifiers; None = unchecked
+    fact: dict[str, str] | None = None  # subject, attribute, value it states
+    fact_key: str | None = None  # tenant + subject + attribute, hashed (models.facts)
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -128,6 +131,7 @@ KEYWORD_FIELDS = (
     "memory_id",
     "subjects",
     "supersedes",
+    "fact_key",
 )
 DATETIME_FIELDS = ("ts", "valid_from", "valid_to", "expires_at")
 """Indexed payload fields; datetimes are ISO 8601 strings (the engine parses them)."""
@@ -166,6 +170,9 @@ def memory_to_payload(memory: StoredMemory) -> dict[str, Any]:
         "subjects": list(memory.subjects),
         "supersedes": list(memory.supersedes),
         "expires_at": _iso(memory.expires_at),
+        "verification": memory.verification,
+        "fact": memory.fact,
+        "fact_key": memory.fact_key,
     }
 
 
@@ -194,6 +201,9 @@ def memory_from_payload(payload: dict[str, Any]) -> StoredMemory:
         subjects=list(payload.get("subjects") or []),
         supersedes=list(payload.get("supersedes") or []),
         expires_at=_from_iso(payload.get("expires_at")),
+        verification=payload.get("verification"),
+        fact=payload.get("fact"),
+        fact_key=payload.get("fact_key"),
     )
 
 
@@ -261,9 +271,11 @@ def list_filter(
     since: datetime | None = None,
     tags: list[str] | None = None,
     supersedes: str | None = None,
+    fact_key: str | None = None,
 ) -> Any:
-    """`readable_filter` narrowed to a topic, an author, a creation time, tags, and the
-    memories that replaced a given one (`supersedes`: its id)."""
+    """`readable_filter` narrowed to a topic, an author, a creation time, tags, the
+    memories that replaced a given one (`supersedes`: its id) and the memories about one
+    subject's attribute (`fact_key`)."""
     must: list[Any] = [readable_filter(d, caller)]
     if topic is not None:
         must.append(d.match("topic", topic))
@@ -275,6 +287,8 @@ def list_filter(
         must.append(d.any("tags", tags))
     if supersedes is not None:
         must.append(d.match("supersedes", supersedes))
+    if fact_key is not None:
+        must.append(d.match("fact_key", fact_key))
     return d.all(must)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from memstream.logging import get_logger
 from memstream.models.compression import decode_vectors
+from memstream.models.facts import fact_key
 from memstream.schemas.events import Indexed
 from memstream.store.base import Caller, MemoryStore, StoredMemory, may_supersede
 from memstream.store.faults import StoreStatus, store_fault
@@ -63,6 +64,9 @@ def to_stored(record: Indexed, recorded_at: datetime) -> StoredMemory:
         subjects=list(p.subjects),
         supersedes=[str(i) for i in p.supersedes],
         expires_at=p.expires_at,
+        verification=p.verification,
+        fact=p.fact.model_dump() if p.fact else None,
+        fact_key=fact_key(record.tenant, p.fact) if p.fact else None,
     )
 
 

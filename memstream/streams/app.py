@@ -43,20 +43,24 @@ from memstream.schemas.events import (
 )
 from memstream.schemas.topics import (
     CATALOGUE,
+    CONFLICTS,
     DEAD_LETTER,
     DELIVERIES,
     ERASURES,
     FEEDBACK,
     INDEXED,
     INPUT_KINDS,
+    POOLED,
+    VERDICTS,
 )
 from memstream.services.runtime import WorkerServices, attach_api, attach_health
 from memstream.settings import Settings
+from memstream.store.conflicts import resolve_conflicts
 from memstream.store.faults import StoreStatus
 from memstream.store.sink import call_retrying, open_when_available, write_isolated
 from memstream.store.token_vectors import TokenVectorStore
 from memstream.store.tombstones import TOMBSTONES_FILE, Tombstones
-from memstream.streams.enrich import ModelStage
+from memstream.streams.enrich import ModelStage, verification_report
 from memstream.streams.faust_app import LowLatencyApp
 from memstream.streams.plugins import attach_archive, attach_processors
 from memstream.streams.privacy_stage import (
@@ -256,10 +260,14 @@ class _Reaper:
         return out
 
 
+DERIVED_TOPICS = frozenset({DELIVERIES.name, VERDICTS.name, CONFLICTS.name, POOLED.name})
+"""Topics a replay derives again from the others: not archived. Deliveries also hold
+personal values in clear for cleared recipients, which no archive should keep."""
+
+
 def archived_topics() -> list[str]:
-    """The catalogue but deliveries: those are derived (a replay re-matches), and hold
-    personal values in clear for cleared recipients, which no archive should keep."""
-    return [t.name for t in CATALOGUE if t.name != DELIVERIES.name]
+    """The catalogue but the derived topics."""
+    return [t.name for t in CATALOGUE if t.name not in DERIVED_TOPICS]
 
 
 def build_privacy_stage(settings: Settings, keystore: KeyStore | None = None) -> PrivacyStage:
@@ -556,6 +564,11 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             await producer.send(
                 INDEXED.name, str(parsed.event_id).encode(), result.to_json(), None, None, None
             )
+            report = verification_report(result)
+            if report is not None:
+                await producer.send(
+                    VERDICTS.name, str(parsed.event_id).encode(), report.to_json(), None, None, None
+                )
 
     async def sink_and_match(results: list[Outcome]) -> None:
         """This process's share of the stored records: into the store (sink role; a record
@@ -585,6 +598,13 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                     )
             written = [results[i] for i in positions if isinstance(results[i], Indexed)]
             await loop.run_in_executor(executor, optimizer.maybe_optimize, len(written))
+            conflicts = await loop.run_in_executor(
+                executor, partial(call_retrying, store, resolve_conflicts, store, written)
+            )
+            for conflict in conflicts:
+                key = f"{conflict.tenant}/{conflict.payload.subject}"[:256].encode()
+                await app.producer.send(CONFLICTS.name, key, conflict.to_json(), None, None, None)
+            services.note_conflicts(len(conflicts))
         else:
             written = [results[i] for i in positions]
         if roles.match:

@@ -8,6 +8,7 @@ whole batch: one embedding run, one valuation run, one codec pass.
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -21,14 +22,26 @@ from memstream.models.compression import (
     word_set,
 )
 from memstream.models.embedding import Embedder
+from memstream.models.facts import extract_fact
 from memstream.models.pool import VectorPool
 from memstream.models.registry import HotSwapScorer
 from memstream.models.reputation import ReputationBook
 from memstream.models.valuation import valuation_features_batch
-from memstream.schemas.events import Indexed, IndexedPayload, Memory, Observation
+from memstream.schemas.events import (
+    FactPayload,
+    Indexed,
+    IndexedPayload,
+    Memory,
+    Observation,
+    VerdictPayload,
+    VerificationPayload,
+    VerificationReport,
+    derived_id,
+)
 from memstream.store.faults import store_fault
 from memstream.store.token_vectors import CONTEXT, TEXT, TokenVectorStore
 from memstream.streams.privacy_stage import Protected
+from memstream.verification import Verification, verify_text
 
 log = get_logger("memstream.model_stage")
 
@@ -112,6 +125,12 @@ class ModelStage:
         )
         scores, valuation_label = self.scorer.score(features)
         codes = encode_vectors(vectors)
+        # claims are checked as their author wrote them (a redaction must not turn a false
+        # claim into an unchecked one); facts are read from the stored text
+        checks = [
+            _checked(e.payload.text, p.text) for e, p in zip(events, protected, strict=True)
+        ]
+        facts = [_fact_of(e, p) for e, p in zip(events, protected, strict=True)]
         models = {
             "embedding": self.embedder.version,
             "valuation": valuation_label,
@@ -150,6 +169,9 @@ class ModelStage:
                     subjects=protected[i].subjects,
                     pii_types=protected[i].pii_types,
                     pii_action=protected[i].action,
+                    verification=checks[i].status,
+                    verdicts=_verdicts(checks[i]),
+                    fact=facts[i],
                 ),
             )
             for i, event in enumerate(events)
@@ -225,6 +247,47 @@ class ModelStage:
                 [words[j] for j in keep],
             )
         return novelty, duplicate_of
+
+
+def verification_report(record: Indexed) -> VerificationReport | None:
+    """What `memstream.verdicts` carries for a record the verifiers had a verdict on."""
+    status = record.payload.verification
+    if status is None:
+        return None
+    return VerificationReport(
+        # fixed by the memory: a re-processed memory publishes the same report again
+        event_id=derived_id(record.tenant, f"verification:{record.event_id}", record.ts),
+        tenant=record.tenant,
+        agent_id=record.agent_id,
+        scope=record.scope,
+        parent_ids=[record.event_id],
+        payload=VerificationPayload(
+            memory_id=record.event_id, status=status, verdicts=list(record.payload.verdicts)
+        ),
+    )
+
+
+WITHHELD = "(withheld: the memory holds personal data)"
+
+
+def _checked(original: str, stored: str) -> Verification:
+    """The verdicts on the original text; where the privacy stage changed the text, the
+    claims' wording is withheld from the record (it could quote a sealed value)."""
+    check = verify_text(original)
+    if stored == original or not check.verdicts:
+        return check
+    return Verification(tuple(replace(v, claim=WITHHELD) for v in check.verdicts))
+
+
+def _verdicts(check: Verification) -> list[VerdictPayload]:
+    return [VerdictPayload(**v.as_dict()) for v in check.verdicts]
+
+
+def _fact_of(event: Source, protected: Protected) -> FactPayload | None:
+    """The fact a memory names, or the one its stored text states; observations state none."""
+    if event.kind != "memory":
+        return None
+    return getattr(event.payload, "fact", None) or extract_fact(protected.text)
 
 
 def _merge_key(event: Source) -> str:

@@ -72,6 +72,9 @@ def test_every_kind_has_a_model_and_a_schema_file() -> None:
         "deletion",
         "indexed",
         "dead_letter",
+        "verification",
+        "conflict",
+        "pooled_state",
     }
     assert set(render_schemas()) == {f"{kind}.schema.json" for kind in EVENT_MODELS_ALL}
 

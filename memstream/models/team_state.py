@@ -1,0 +1,476 @@
+"""Pooled team memory after the Shared Recurrent Memory Transformer (SRMT).
+
+Each agent of a team keeps a recurrent memory state: its memories' embeddings folded into
+one unit vector (`TeamStates`). On every update the team's agent states are pooled by
+multi-head attention into one shared team state (`TeamPooler.pool`), and a query can read
+the same states to rank which teammates' memories matter to it (`rank_teammates`).
+
+Nothing is learned: the attention block is parameterised by one fixed orthogonal matrix R
+(numpy, fixed seed) so that it works on the embedder's space as it is.
+
+- Query, keys and values are projected by R (initializers `W_q`, `W_k_t`, `W_v`); head h
+  owns columns `[h*dh, (h+1)*dh)` of R, a random `dh`-dimensional subspace of the
+  embedding. Q and K share R because, with no training, only a shared projection makes
+  `q . k` a similarity (two unrelated rotations would score agents at random).
+- The scores are scaled by `heads / temperature` instead of `1/sqrt(dh)`: for unit vectors
+  a head's dot product is about `cosine / heads`, so each head's softmax is a softmax of
+  cosine similarity at `temperature` (the `1/sqrt(dh)` rule assumes learned projections with
+  unit-variance coordinates).
+- The output projection is R transposed, so the concatenated heads map back into the
+  embedding space: the pooled vector is the sum over heads of the head's subspace of the
+  attention-weighted states, L2-normalised, and can be compared with memory vectors by
+  cosine. Were all heads' weights equal it would be the weighted mean of the states.
+- The team query (`pool`) is the L2-normalised masked mean of the states: the team's centre
+  asks which agents are most typical of it. The query-driven graph (`attend`, `rank`) takes
+  the query vector as its attention query instead.
+
+The graph applies the per-head projections where they are cheapest (the query through
+the key projection, the value projection after the weighted sum), which by associativity is
+the same attention; `tests/unit/test_team_state.py` checks it against the literal numpy form.
+
+Padding agents (mask 0) get an additive -1e9 before the softmax: their weight is exactly 0
+and, with zero padding states, they change nothing. Same inputs in the same order give
+byte-identical outputs: agents are kept in sorted order and nothing is random at run time.
+(A team pooled in a batch of another shape may differ in the last float bits: ONNX Runtime
+blocks its GEMMs by shape.)
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from memstream.models.providers import Preference, make_session
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+DIM = 384
+HEADS = 4
+TEMPERATURE = 0.1
+"""Softmax temperature on cosine similarity: a cosine 0.1 higher weighs e (2.7x) more."""
+SEED = 20240601
+"""Seed of the orthogonal projection; a different seed is a different (equally valid) model."""
+OPSET = 17
+MASK_BIAS = 1e9
+ALPHA = 0.1
+"""EMA factor of an agent's state: after warm-up each new memory weighs 0.1 of the state."""
+
+QueryKind = Literal["team", "input"]
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@functools.lru_cache(maxsize=4)
+def projection(dim: int = DIM, seed: int = SEED) -> np.ndarray:
+    """The fixed orthogonal matrix R (dim x dim, float32, read-only): QR of a seeded
+    Gaussian, with the signs fixed so it does not depend on the LAPACK's sign convention.
+    Cached: both graphs use it, and a QR can take a second on a busy machine."""
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
+    q = q * np.sign(np.diag(r))
+    return _frozen(np.ascontiguousarray(q, dtype=np.float32))
+
+
+def _l2(nodes: list[onnx.NodeProto], x: str, out: str) -> None:
+    """x / max(|x|, 1e-6) over the last axis: a zero vector stays zero instead of NaN."""
+    nodes += [
+        helper.make_node("ReduceSumSquare", [x], [f"{out}_sq"], axes=[-1], keepdims=1),
+        helper.make_node("Max", [f"{out}_sq", "eps"], [f"{out}_sq1"]),
+        helper.make_node("Sqrt", [f"{out}_sq1"], [f"{out}_norm"]),
+        helper.make_node("Div", [x, f"{out}_norm"], [out]),
+    ]
+
+
+def build_team_attention(
+    dim: int = DIM,
+    heads: int = HEADS,
+    *,
+    query: QueryKind = "team",
+    temperature: float = TEMPERATURE,
+    seed: int = SEED,
+) -> onnx.ModelProto:
+    """The multi-head attention block as an ONNX model (opset 17).
+
+    Inputs `states` float32 [batch, agents, dim], `mask` float32 [batch, agents] (1 present,
+    0 padding) and, for `query="input"`, `query` float32 [batch, dim]. Outputs `pooled`
+    float32 [batch, dim] (unit length) and `weights` float32 [batch, heads, agents].
+
+    With one query per team the per-head projections are applied where they are cheapest,
+    by associativity, which is the same attention: `(q Wq_h)(S Wk_h)^T = ((q Wq_h) Wk_h^T) S^T`
+    (the query goes through the key projection instead of every agent's state) and
+    `w_h (S Wv_h) = (w_h S) Wv_h` (the value projection after the weighted sum). The work
+    per team is then O(heads x agents x dim) instead of O(agents x dim^2).
+    """
+    if dim % heads:
+        raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    dh = dim // heads
+    r = projection(dim, seed)
+    per_head = r.reshape(dim, heads, dh)  # head h: columns [h*dh, (h+1)*dh) of R
+    f32 = np.float32
+    initializers = [
+        numpy_helper.from_array(r, "W_q"),  # [D, H*dh]: the heads' query projections
+        # [H, dh, D]: the heads' key projections, transposed (Wk_h^T)
+        numpy_helper.from_array(np.ascontiguousarray(per_head.transpose(1, 2, 0)), "W_k_t"),
+        # [H, D, dh]: the heads' value projections (Wv_h)
+        numpy_helper.from_array(np.ascontiguousarray(per_head.transpose(1, 0, 2)), "W_v"),
+        numpy_helper.from_array(np.ascontiguousarray(r.T), "W_out"),  # [H*dh, D]
+        numpy_helper.from_array(np.array(heads / temperature, f32), "scale"),
+        numpy_helper.from_array(np.array(MASK_BIAS, f32), "mask_bias"),
+        numpy_helper.from_array(np.array(1.0, f32), "one"),
+        numpy_helper.from_array(np.array(1e-12, f32), "eps"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+        numpy_helper.from_array(np.array([0, heads, dh], np.int64), "shape_q"),
+        numpy_helper.from_array(np.array([0, 1, -1], np.int64), "shape_bias"),
+        numpy_helper.from_array(np.array([0, -1], np.int64), "shape_ctx"),
+    ]
+    nodes: list[onnx.NodeProto] = []
+    inputs = [
+        helper.make_tensor_value_info("states", TensorProto.FLOAT, ["batch", "agents", dim]),
+        helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "agents"]),
+    ]
+    if query == "team":  # the masked mean of the states
+        nodes += [
+            helper.make_node("Unsqueeze", ["mask", "axis2"], ["mask3"]),
+            helper.make_node("Mul", ["states", "mask3"], ["masked"]),
+            helper.make_node("ReduceSum", ["masked", "axis1"], ["total"], keepdims=0),
+            helper.make_node("ReduceSum", ["mask", "axis1"], ["count"], keepdims=1),
+            helper.make_node("Max", ["count", "one"], ["count1"]),
+            helper.make_node("Div", ["total", "count1"], ["query_raw"]),
+        ]
+    elif query == "input":
+        inputs.append(helper.make_tensor_value_info("query", TensorProto.FLOAT, ["batch", dim]))
+        nodes.append(helper.make_node("Identity", ["query"], ["query_raw"]))
+    else:
+        raise ValueError(f"unknown query kind {query!r}: team or input")
+    _l2(nodes, "query_raw", "q")
+    nodes += [
+        # per-head queries q Wq_h: [B, D] -> [B, H, dh] -> [H, B, dh] (one GEMM per head,
+        # not one per team and head)
+        helper.make_node("MatMul", ["q", "W_q"], ["q_proj"]),
+        helper.make_node("Reshape", ["q_proj", "shape_q"], ["q_heads"]),
+        helper.make_node("Transpose", ["q_heads"], ["q_hb"], perm=[1, 0, 2]),
+        # through the key projections: (q Wq_h) Wk_h^T, [H, B, D] -> [B, H, D]
+        helper.make_node("MatMul", ["q_hb", "W_k_t"], ["qk_hb"]),
+        helper.make_node("Transpose", ["qk_hb"], ["qk"], perm=[1, 0, 2]),
+        # scores (q Wq_h)(S Wk_h)^T: [B, H, D] x [B, D, A] -> [B, H, A]
+        helper.make_node("Transpose", ["states"], ["states_t"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["qk", "states_t"], ["scores"]),
+        helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
+        # padding: an additive -1e9, then softmax over the agents per head
+        helper.make_node("Sub", ["mask", "one"], ["mask_off"]),
+        helper.make_node("Mul", ["mask_off", "mask_bias"], ["bias"]),
+        helper.make_node("Reshape", ["bias", "shape_bias"], ["bias3"]),
+        helper.make_node("Add", ["scaled", "bias3"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["weights"], axis=-1),
+        # per-head context w_h (S Wv_h) = (w_h S) Wv_h: [B, H, A] x [B, A, D] -> [B, H, D],
+        # then [H, B, D] x [H, D, dh] -> [H, B, dh] -> [B, H, dh]
+        helper.make_node("MatMul", ["weights", "states"], ["mixed"]),
+        helper.make_node("Transpose", ["mixed"], ["mixed_hb"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["mixed_hb", "W_v"], ["ctx_hb"]),
+        helper.make_node("Transpose", ["ctx_hb"], ["ctx"], perm=[1, 0, 2]),
+        # heads concatenated [B, H*dh], output projection back to the embedding space
+        helper.make_node("Reshape", ["ctx", "shape_ctx"], ["ctx_flat"]),
+        helper.make_node("MatMul", ["ctx_flat", "W_out"], ["out"]),
+    ]
+    _l2(nodes, "out", "pooled")
+    outputs = [
+        helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", dim]),
+        helper.make_tensor_value_info("weights", TensorProto.FLOAT, ["batch", heads, "agents"]),
+    ]
+    graph = helper.make_graph(nodes, f"team_attention_{query}", inputs, outputs, initializers)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="memstream.team_state",
+    )
+    model.ir_version = 8  # opset 17's IR; loadable by every onnxruntime >= 1.14
+    return model
+
+
+@functools.lru_cache(maxsize=8)
+def model_bytes(
+    dim: int = DIM,
+    heads: int = HEADS,
+    query: QueryKind = "team",
+    temperature: float = TEMPERATURE,
+    seed: int = SEED,
+) -> bytes:
+    """The serialized model, built once per parameter set and process."""
+    model = build_team_attention(dim, heads, query=query, temperature=temperature, seed=seed)
+    return model.SerializeToString()
+
+
+@dataclass(frozen=True, eq=False)
+class PooledTeam:
+    """One team's pooled state: `vector` (dim, unit length), `weights` (heads x agents, each
+    head's row sums to 1) and `agent_influence` (mean weight per agent over the heads)."""
+
+    vector: np.ndarray
+    weights: np.ndarray
+    agent_influence: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Team:
+    """A team's agents in sorted order and their states (rows in the same order)."""
+
+    members: tuple[str, ...]
+    states: np.ndarray
+
+
+@dataclass(frozen=True)
+class Teammate:
+    """One agent's share of a query's attention (mean over heads; the team's sum to 1)."""
+
+    agent_id: str
+    weight: float
+
+
+class TeamPooler:
+    """The attention block on ONNX Runtime: `pool` for the team query, `attend` and `rank`
+    for a query vector. A batch of teams of different sizes runs as one padded batch."""
+
+    def __init__(
+        self,
+        prefer: Preference = "auto",
+        threads: int | None = None,
+        *,
+        spin: bool = True,
+        dim: int = DIM,
+        heads: int = HEADS,
+        temperature: float = TEMPERATURE,
+        seed: int = SEED,
+    ) -> None:
+        self.dim, self.heads = dim, heads
+        self._args = (dim, heads, temperature, seed)
+        self._session_args = (prefer, threads, spin)
+        self.model_bytes = model_bytes(dim, heads, "team", temperature, seed)
+        self._team = make_session(self.model_bytes, prefer, threads, spin=spin)
+        self._query: ort.InferenceSession | None = None  # query-driven, made on first use
+
+    @property
+    def providers(self) -> list[str]:
+        """What ONNX Runtime really runs the block on."""
+        return list(self._team.get_providers())
+
+    @property
+    def version(self) -> str:
+        """A label of the exact model (parameters and a hash of its bytes), for whoever stores
+        a pooled state, so states pooled by different blocks are never mixed up."""
+        _dim, heads, temperature, seed = self._args
+        digest = hashlib.sha256(self.model_bytes).hexdigest()[:12]
+        return f"team-attention-h{heads}-t{temperature:g}-s{seed}@{digest}"
+
+    @property
+    def query_model_bytes(self) -> bytes:
+        dim, heads, temperature, seed = self._args
+        return model_bytes(dim, heads, "input", temperature, seed)
+
+    def _pad(self, states: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        if not states:
+            raise ValueError("no teams to pool")
+        sizes = []
+        for s in states:
+            if s.ndim != 2 or s.shape[1] != self.dim or len(s) == 0:
+                raise ValueError(f"a team's states must be [agents >= 1, {self.dim}]: {s.shape}")
+            sizes.append(len(s))
+        padded = np.zeros((len(states), max(sizes), self.dim), np.float32)
+        mask = np.zeros((len(states), max(sizes)), np.float32)
+        for i, s in enumerate(states):
+            padded[i, : len(s)] = s
+            mask[i, : len(s)] = 1.0
+        return padded, mask, sizes
+
+    @staticmethod
+    def _unpack(pooled: np.ndarray, weights: np.ndarray, sizes: list[int]) -> list[PooledTeam]:
+        out = []
+        for i, n in enumerate(sizes):
+            w = np.ascontiguousarray(weights[i, :, :n])
+            out.append(PooledTeam(_frozen(pooled[i].copy()), _frozen(w), _frozen(w.mean(axis=0))))
+        return out
+
+    def pool(self, states: Sequence[np.ndarray]) -> list[PooledTeam]:
+        """The shared state of each team (its [agents, dim] states) in one ONNX run."""
+        padded, mask, sizes = self._pad(states)
+        pooled, weights = self._team.run(None, {"states": padded, "mask": mask})
+        return self._unpack(pooled, weights, sizes)
+
+    def attend(
+        self, queries: np.ndarray | Sequence[np.ndarray], states: Sequence[np.ndarray]
+    ) -> list[PooledTeam]:
+        """Query i read over team i: the team's answer vector and each agent's weight."""
+        query = np.ascontiguousarray(np.asarray(queries, np.float32).reshape(-1, self.dim))
+        if len(query) != len(states):
+            raise ValueError(f"{len(query)} queries for {len(states)} teams")
+        padded, mask, sizes = self._pad(states)
+        if self._query is None:
+            prefer, threads, spin = self._session_args
+            self._query = make_session(self.query_model_bytes, prefer, threads, spin=spin)
+        pooled, weights = self._query.run(None, {"states": padded, "mask": mask, "query": query})
+        return self._unpack(pooled, weights, sizes)
+
+    def rank(
+        self, queries: np.ndarray | Sequence[np.ndarray], teams: Sequence[Team]
+    ) -> list[list[Teammate]]:
+        """Per (query, team) pair, the team's agents by the query's attention, highest first
+        (ties by agent id, so the order is deterministic)."""
+        read = self.attend(queries, [t.states for t in teams])
+        ranked = []
+        for team, result in zip(teams, read, strict=True):
+            pairs = sorted(
+                zip(team.members, result.agent_influence.tolist(), strict=True),
+                key=lambda p: (-p[1], p[0]),
+            )
+            ranked.append([Teammate(a, w) for a, w in pairs])
+        return ranked
+
+
+@functools.lru_cache(maxsize=1)
+def _default_pooler() -> TeamPooler:
+    return TeamPooler()
+
+
+def rank_teammates(
+    query_vec: np.ndarray, team: Team, pooler: TeamPooler | None = None
+) -> list[Teammate]:
+    """Which teammates' memories matter to a query: the team's agents ranked by the query's
+    multi-head attention over their states (mean weight over heads, highest first)."""
+    query = np.asarray(query_vec, np.float32).reshape(1, -1)
+    return (pooler or _default_pooler()).rank(query, [team])[0]
+
+
+@dataclass
+class _TeamRows:
+    ids: list[str] = field(default_factory=list)  # sorted
+    states: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), np.float32))
+    raw: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), np.float64))
+    counts: list[int] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+
+
+class TeamStates:
+    """Each agent's latest state per (tenant, team), in memory only.
+
+    An agent's state is a recurrent memory, as in SRMT: each new memory vector v (made unit)
+    is folded into an accumulator `m <- (1 - a) * m + a * v` with `a = max(1/n, alpha)` for
+    the agent's n-th memory, and the state is `m / |m|`. The first `1/alpha` memories are
+    thus averaged exactly (a fresh agent is not its first memory alone), later ones decay
+    with factor `alpha`: with 0.1 a memory 22 updates old weighs a tenth of the newest;
+    `alpha=0` keeps the exact mean of all the agent's memories (its centroid). The
+    accumulator is kept unnormalised because renormalising it every step would inflate the
+    old part (a mean of unit vectors is shorter than 1) and let early memories dominate.
+    Updates are applied in arrival
+    order (`ts` is kept, not used to reorder), so the same updates in the same order give
+    the same bytes. Bounded: a team keeps `max_agents` (the least recently updated by `ts`
+    goes first) and at most `max_teams` teams are kept (the least recently updated goes).
+    """
+
+    def __init__(
+        self,
+        dim: int = DIM,
+        alpha: float = ALPHA,
+        *,
+        max_agents: int = 1024,
+        max_teams: int = 100_000,
+    ) -> None:
+        if not 0 <= alpha <= 1:
+            raise ValueError("alpha must be in [0, 1]")
+        self.dim, self.alpha = dim, alpha
+        self.max_agents, self.max_teams = max_agents, max_teams
+        self._teams: OrderedDict[tuple[str, str], _TeamRows] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._teams)
+
+    def teams(self) -> list[tuple[str, str]]:
+        """(tenant, team) keys, sorted."""
+        return sorted(self._teams)
+
+    def update(self, tenant: str, team: str, agent_id: str, vector: np.ndarray, ts: float) -> None:
+        """Fold one new memory vector of `agent_id` into its state."""
+        v = np.asarray(vector, np.float64).reshape(-1)
+        if v.shape != (self.dim,):
+            raise ValueError(f"a memory vector must be {self.dim}-d, not {v.shape}")
+        norm = float(np.linalg.norm(v))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise ValueError("a memory vector must be finite and non-zero")
+        v /= norm
+        key = (tenant, team)
+        rows = self._teams.get(key)
+        if rows is None:
+            rows = self._teams[key] = _TeamRows(
+                states=np.zeros((0, self.dim), np.float32), raw=np.zeros((0, self.dim))
+            )
+            while len(self._teams) > self.max_teams:
+                self._teams.popitem(last=False)
+        self._teams.move_to_end(key)
+        i = _index(rows.ids, agent_id)
+        if i is None:
+            if len(rows.ids) >= self.max_agents:
+                oldest = min(range(len(rows.ids)), key=lambda j: (rows.ts[j], rows.ids[j]))
+                _remove(rows, oldest)
+            i = _insert(rows, agent_id, self.dim)
+        n = rows.counts[i] + 1
+        a = max(1.0 / n, self.alpha)
+        m = (1.0 - a) * rows.raw[i] + a * v
+        m_norm = float(np.linalg.norm(m))
+        rows.raw[i] = m
+        rows.states[i] = m / m_norm if m_norm > 1e-12 else v  # m cancelled out: v wins
+        rows.counts[i] = n
+        rows.ts[i] = float(ts)
+
+    def members(self, tenant: str, team: str) -> list[str]:
+        """The team's agent ids, sorted (the row order of `matrix`)."""
+        rows = self._teams.get((tenant, team))
+        return list(rows.ids) if rows else []
+
+    def matrix(self, tenant: str, team: str) -> np.ndarray:
+        """The team's agent states, [agents, dim] float32, rows in `members` order."""
+        rows = self._teams.get((tenant, team))
+        return rows.states.copy() if rows else np.zeros((0, self.dim), np.float32)
+
+    def team(self, tenant: str, team: str) -> Team:
+        """Members and states together, for `rank_teammates`."""
+        return Team(tuple(self.members(tenant, team)), _frozen(self.matrix(tenant, team)))
+
+    def last_ts(self, tenant: str, team: str) -> dict[str, float]:
+        """Each agent's latest update time."""
+        rows = self._teams.get((tenant, team))
+        return dict(zip(rows.ids, rows.ts, strict=True)) if rows else {}
+
+
+def _index(ids: list[str], agent_id: str) -> int | None:
+    i = bisect.bisect_left(ids, agent_id)
+    return i if i < len(ids) and ids[i] == agent_id else None
+
+
+def _insert(rows: _TeamRows, agent_id: str, dim: int) -> int:
+    i = bisect.bisect_left(rows.ids, agent_id)
+    rows.ids.insert(i, agent_id)
+    rows.counts.insert(i, 0)
+    rows.ts.insert(i, 0.0)
+    rows.states = np.insert(rows.states, i, np.zeros(dim, np.float32), axis=0)
+    rows.raw = np.insert(rows.raw, i, np.zeros(dim), axis=0)
+    return i
+
+
+def _remove(rows: _TeamRows, i: int) -> None:
+    del rows.ids[i], rows.counts[i], rows.ts[i]
+    rows.states = np.delete(rows.states, i, axis=0)
+    rows.raw = np.delete(rows.raw, i, axis=0)
