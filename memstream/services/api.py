@@ -44,6 +44,7 @@ from memstream.schemas.events import (
     Metadata,
     Observation,
     ObservationPayload,
+    PooledStatePayload,
     Subscription,
     SubscriptionFilters,
     SubscriptionPayload,
@@ -144,6 +145,8 @@ class Backend(Protocol):
     async def cache_lookup(self, caller: Caller, task: str) -> Any: ...
 
     async def standing(self, caller: Caller, agent_id: str) -> Any: ...
+
+    def pooled_state(self, caller: Caller, team: str) -> Any: ...
 
     async def balances(self, caller: Caller, everyone: bool) -> list[Any] | None: ...
 
@@ -475,6 +478,18 @@ def create_api(
         )
         await publish(FEEDBACK.name, event, str(body.memory_id))
         return Accepted(event_id=event.event_id)
+
+    @api.get("/v1/teams/{team}/pooled", response_model=PooledStatePayload)
+    async def pooled_state(
+        team: Annotated[str, Path(min_length=1, max_length=128)], who: Reader
+    ) -> PooledStatePayload:
+        """The team's pooled memory state (attention over its members' states, updated by
+        every team-scoped memory; also on `memstream.pooled`). Members of the team only."""
+        require_member(who, f"team:{team}")
+        found = backend.pooled_state(who, team)
+        if found is None:
+            raise HTTPException(404, f"no pooled state for team {team!r} on this worker yet")
+        return found
 
     @api.get("/v1/agents/{agent_id}/reputation", response_model=Reputation)
     async def reputation(

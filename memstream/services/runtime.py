@@ -260,6 +260,11 @@ class WorkerServices:
             lambda: self.results.publish(caller, task, result, verification, scope),  # type: ignore[arg-type]
         )
 
+    def pooled_state(self, caller: Caller, team: str) -> Any:
+        """The team's latest pooled state in the caller's tenant (None: none yet here)."""
+        stage = getattr(self, "team_pool", None)
+        return None if stage is None else stage.latest.get((caller.tenant, team))
+
     async def standing(self, caller: Caller, agent_id: str) -> Any:
         """Reputation of `agent_id` in the caller's tenant (never another tenant's)."""
         loop = asyncio.get_running_loop()

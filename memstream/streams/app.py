@@ -70,6 +70,7 @@ from memstream.streams.privacy_stage import (
     load_master_key,
     without_secrets,
 )
+from memstream.streams.team_pool import TeamPoolStage
 from memstream.streams.validate import InvalidEvent, dead_letter, validate_event
 
 log = get_logger("memstream.worker")
@@ -446,6 +447,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     )
     ledger_tenants = frozenset(settings.ledger_tenants)
     services.ledger = ledger
+    services.team_pool = TeamPoolStage() if roles.sink else None  # type: ignore[attr-defined]
     services.ledger_tenants = ledger_tenants
     app.memstream_services = services  # type: ignore[attr-defined]
     if store is not None:
@@ -605,6 +607,14 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 key = f"{conflict.tenant}/{conflict.payload.subject}"[:256].encode()
                 await app.producer.send(CONFLICTS.name, key, conflict.to_json(), None, None, None)
             services.note_conflicts(len(conflicts))
+            try:  # derived: a fault here must never hold up the store's batch
+                pooled = await loop.run_in_executor(executor, services.team_pool.update, written)  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("pooled team state not updated for a batch", size=len(written))
+                pooled = []
+            for state in pooled:
+                key = f"{state.tenant}/{state.payload.team}".encode()
+                await app.producer.send(POOLED.name, key, state.to_json(), None, None, None)
         else:
             written = [results[i] for i in positions]
         if roles.match:

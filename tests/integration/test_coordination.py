@@ -9,8 +9,8 @@ import uuid
 from datetime import UTC, datetime
 
 from memstream.eval.verification import generate_claims
-from memstream.schemas.events import Conflict, VerificationReport
-from memstream.schemas.topics import CONFLICTS, VERDICTS
+from memstream.schemas.events import Conflict, PooledState, VerificationReport
+from memstream.schemas.topics import CONFLICTS, POOLED, VERDICTS
 from memstream.sdk import HttpClient
 from tests.integration.conftest import Worker, read_topic
 from tests.integration.test_http_sdk import _until
@@ -117,3 +117,50 @@ def test_knowledge_mode_returns_facts_with_provenance_the_reader_may_see(worker:
     assert "TLS" not in " ".join(f.text for f in seen)
     episodic = ops.search("what happened to the payment gateway", k=2)
     assert all(h.kind == "memory" and h.provenance == [] for h in episodic)
+
+
+def test_team_memories_update_a_pooled_state_only_members_read(worker: Worker, broker) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    tenant = f"pool-{uuid.uuid4().hex[:6]}"
+    tokens = {a: worker.token(tenant, a, teams=["infra"]) for a in ("ada", "bob")}
+    outsider = worker.token(tenant, "eve")
+    written = []
+    for agent, text in [
+        ("ada", "Kafka lag alerts fire at 10k messages."),
+        ("bob", "The Redis cluster runs in eu-west-1."),
+    ]:
+        client = HttpClient(worker.url, tokens[agent])
+        written.append(client.add(text, scope="team:infra"))
+        client.wait_for(written[-1], timeout=60)
+
+    def read(token: str) -> httpx.Response:
+        return httpx.get(
+            f"{worker.url}/v1/teams/infra/pooled", headers={"Authorization": f"Bearer {token}"}
+        )
+
+    found = _until(
+        lambda: (
+            (r := read(tokens["ada"])).status_code == 200 and len(r.json()["members"]) == 2 and r
+        )
+    )
+    state = found.json()
+    assert state["members"] == ["ada", "bob"] and abs(sum(state["influence"]) - 1) < 1e-4
+    assert read(outsider).status_code == 403
+    records = asyncio.run(
+        read_topic(
+            broker.bootstrap,
+            POOLED.name,
+            lambda rs: any(
+                PooledState.model_validate_json(r.value).tenant == tenant
+                and len(PooledState.model_validate_json(r.value).payload.members) == 2
+                for r in rs
+            ),
+            timeout=60,
+        )
+    )
+    assert {
+        PooledState.model_validate_json(r.value).payload.updated_by
+        for r in records
+        if PooledState.model_validate_json(r.value).tenant == tenant
+    } == set(written)
