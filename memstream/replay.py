@@ -414,6 +414,7 @@ class _Pipeline:
         if self._stage is None:
             from memstream.models.embedding import load_embedder
             from memstream.models.registry import HotSwapScorer, ModelRegistry
+            from memstream.streams.app import annotation_stages
             from memstream.streams.enrich import ModelStage
 
             embedder = self._embedder or load_embedder(
@@ -424,6 +425,7 @@ class _Pipeline:
                 embedder,
                 HotSwapScorer(registry, check_every_s=self.settings.valuation_check_s),
                 duplicate_cosine=self.settings.duplicate_cosine,
+                **annotation_stages(self.settings, embedder),
             )
         return self._stage
 

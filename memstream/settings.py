@@ -211,6 +211,13 @@ class Settings(BaseSettings):
     processors_enabled: bool = Field(
         default=True, description="run installed plug-in processors in the worker"
     )
+    tagging_enabled: bool = Field(
+        default=True,
+        description="tag memories by example for tenants with a taxonomy (PUT /v1/taxonomy)",
+    )
+    linking_enabled: bool = Field(
+        default=True, description="link each memory to the related ones in the model stage"
+    )
     archive_enabled: bool = Field(
         default=True, description="archive every catalogue topic under <data_dir>/archive"
     )

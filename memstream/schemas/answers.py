@@ -48,6 +48,8 @@ class MemoryView(BaseModel):
     expires_at: datetime | None
     usefulness: float
     supersedes: list[UUID]
+    auto_tags: list[str] = Field(default_factory=list, description="from the taxonomy")
+    links: list[UUID] = Field(default_factory=list, description="related memories")
 
 
 class MemoryPage(BaseModel):

@@ -317,6 +317,16 @@ class VerdictPayload(_Model):
     detail: str = ""
 
 
+class TagScore(_Model):
+    tag: str
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class LinkPayload(_Model):
+    memory_id: UUID
+    score: float = Field(description="standard deviations above the typical candidate")
+
+
 class IndexedPayload(_Model):
     """What the pipeline stored for one memory or observation: the source, enriched.
 
@@ -355,6 +365,18 @@ class IndexedPayload(_Model):
     )
     verdicts: list[VerdictPayload] = Field(default_factory=list)
     fact: FactPayload | None = None
+    auto_tags: list[TagScore] = Field(
+        default_factory=list, description="tags predicted from the tenant's taxonomy"
+    )
+    links: list[LinkPayload] = Field(default_factory=list, description="related memories")
+
+
+class LinksPayload(_Model):
+    """A memory's links to related memories, published on `memstream.links`."""
+
+    memory_id: UUID
+    links: list[LinkPayload]
+    auto_tags: list[TagScore] = Field(default_factory=list)
 
 
 class VerificationPayload(_Model):
@@ -489,6 +511,11 @@ class VerificationReport(Event):
     payload: VerificationPayload
 
 
+class Links(Event):
+    kind: Literal["links"] = "links"
+    payload: LinksPayload
+
+
 class Conflict(Event):
     kind: Literal["conflict"] = "conflict"
     payload: ConflictPayload
@@ -512,6 +539,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
         Indexed,
         DeadLetter,
         VerificationReport,
+        Links,
         Conflict,
         PooledState,
     )
@@ -528,6 +556,7 @@ AnyEvent = Annotated[
     | Indexed
     | DeadLetter
     | VerificationReport
+    | Links
     | Conflict
     | PooledState,
     Field(discriminator="kind"),

@@ -61,6 +61,9 @@ DEAD_LETTER = TopicSpec(
 VERDICTS = TopicSpec(
     "memstream.verdicts", "memory id", "verifiers' reports: memories verified or refuted"
 )
+LINKS = TopicSpec(
+    "memstream.links", "memory id", "each memory's links to related ones and predicted tags"
+)
 CONFLICTS = TopicSpec(
     "memstream.conflicts", "tenant/subject", "a memory superseded by one with another value"
 )
@@ -76,6 +79,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ERASURES,
     DEAD_LETTER,
     VERDICTS,
+    LINKS,
     CONFLICTS,
     POOLED,
 )

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memstream.logging import get_logger
+from memstream.models.taxonomy import validate_taxonomy
 from memstream.retrieval.modes import KnowledgeItem, candidates_for, consolidate, resolve_mode
 from memstream.retrieval.ranking import ScoredMemory
 from memstream.schemas.answers import (
@@ -148,6 +149,8 @@ class Backend(Protocol):
 
     def pooled_state(self, caller: Caller, team: str) -> Any: ...
 
+    async def taxonomy(self, caller: Caller, taxonomy: dict[str, list[str]] | None) -> Any: ...
+
     async def balances(self, caller: Caller, everyone: bool) -> list[Any] | None: ...
 
 
@@ -181,6 +184,10 @@ class MemoryIn(_Body):
         description="seconds the memory lives: then it leaves search and deliveries, and a "
         "deletion event removes it",
     )
+
+
+class TaxonomyIO(_Body):
+    tags: dict[str, list[str]] = Field(description="tag -> a few example texts")
 
 
 class ImportRow(_Body):
@@ -479,6 +486,21 @@ def create_api(
         await publish(FEEDBACK.name, event, str(body.memory_id))
         return Accepted(event_id=event.event_id)
 
+    @api.get("/v1/taxonomy", response_model=TaxonomyIO)
+    async def get_taxonomy(who: Reader) -> TaxonomyIO:
+        """The tenant's taxonomy for tag by example: tag -> example texts."""
+        return TaxonomyIO(tags=await backend.taxonomy(who, None))
+
+    @api.put("/v1/taxonomy", response_model=TaxonomyIO)
+    async def put_taxonomy(body: TaxonomyIO, who: Administrator) -> TaxonomyIO:
+        """Replace the tenant's taxonomy (`admin` scope): new memories get the likeliest of
+        these tags (`auto_tags`); memories agents tag with them teach the tagger."""
+        try:
+            validate_taxonomy(body.tags)
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from err
+        return TaxonomyIO(tags=await backend.taxonomy(who, body.tags))
+
     @api.get("/v1/teams/{team}/pooled", response_model=PooledStatePayload)
     async def pooled_state(
         team: Annotated[str, Path(min_length=1, max_length=128)], who: Reader
@@ -622,6 +644,8 @@ def create_api(
             expires_at=memory.expires_at,
             usefulness=round(memory.usefulness, 6),
             supersedes=[UUID(i) for i in memory.supersedes],
+            auto_tags=list(memory.auto_tags),
+            links=[UUID(link["memory_id"]) for link in memory.links],
         )
 
     async def readable(who: Caller, memory_id: UUID) -> Any:

@@ -92,6 +92,8 @@ class WorkerServices:
         self.reputation: Any = None  # the worker's memstream.models.reputation.ReputationBook
         self.ledger: Any = None  # its memstream.models.ledger.Ledger
         self.ledger_tenants: frozenset[str] = frozenset()
+        self.taxonomies: Any = None  # the data dir's memstream.models.taxonomy.TaxonomyBook
+        self.team_pool: Any = None  # the sink's memstream.streams.team_pool.TeamPoolStage
         self.subscriptions = SubscriptionIndex(dim=embedder.dim)
         self._owners: dict[str, tuple[str, str]] = {}
         self._subscription_views: dict[str, dict[str, Any]] = {}
@@ -260,9 +262,20 @@ class WorkerServices:
             lambda: self.results.publish(caller, task, result, verification, scope),  # type: ignore[arg-type]
         )
 
+    async def taxonomy(self, caller: Caller, taxonomy: dict[str, list[str]] | None) -> Any:
+        """The caller's tenant's taxonomy; with `taxonomy`, replace it first."""
+        loop = asyncio.get_running_loop()
+
+        def run() -> dict[str, list[str]]:
+            if taxonomy is not None:
+                self.taxonomies.set(caller.tenant, taxonomy)
+            return self.taxonomies.taxonomy(caller.tenant)
+
+        return await loop.run_in_executor(self.executor, run)
+
     def pooled_state(self, caller: Caller, team: str) -> Any:
         """The team's latest pooled state in the caller's tenant (None: none yet here)."""
-        stage = getattr(self, "team_pool", None)
+        stage = self.team_pool
         return None if stage is None else stage.latest.get((caller.tenant, team))
 
     async def standing(self, caller: Caller, agent_id: str) -> Any:

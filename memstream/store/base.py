@@ -99,6 +99,8 @@ class StoredMemory:
     verification: str | None = None  # verified / refuted by the verifiers; None = unchecked
     fact: dict[str, str] | None = None  # subject, attribute, value it states
     fact_key: str | None = None  # tenant + subject + attribute, hashed (models.facts)
+    auto_tags: list[str] = field(default_factory=list)  # predicted from the taxonomy
+    links: list[dict[str, Any]] = field(default_factory=list)  # related memories: id, score
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -132,6 +134,7 @@ KEYWORD_FIELDS = (
     "subjects",
     "supersedes",
     "fact_key",
+    "auto_tags",
 )
 DATETIME_FIELDS = ("ts", "valid_from", "valid_to", "expires_at")
 """Indexed payload fields; datetimes are ISO 8601 strings (the engine parses them)."""
@@ -173,6 +176,8 @@ def memory_to_payload(memory: StoredMemory) -> dict[str, Any]:
         "verification": memory.verification,
         "fact": memory.fact,
         "fact_key": memory.fact_key,
+        "auto_tags": list(memory.auto_tags),
+        "links": [dict(link) for link in memory.links],
     }
 
 
@@ -204,6 +209,8 @@ def memory_from_payload(payload: dict[str, Any]) -> StoredMemory:
         verification=payload.get("verification"),
         fact=payload.get("fact"),
         fact_key=payload.get("fact_key"),
+        auto_tags=list(payload.get("auto_tags") or []),
+        links=[dict(link) for link in payload.get("links") or []],
     )
 
 

@@ -67,6 +67,8 @@ def to_stored(record: Indexed, recorded_at: datetime) -> StoredMemory:
         verification=p.verification,
         fact=p.fact.model_dump() if p.fact else None,
         fact_key=fact_key(record.tenant, p.fact) if p.fact else None,
+        auto_tags=[t.tag for t in p.auto_tags[:1]],
+        links=[{"memory_id": str(link.memory_id), "score": link.score} for link in p.links],
     )
 
 

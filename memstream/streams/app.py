@@ -18,7 +18,7 @@ import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import faust
@@ -31,6 +31,7 @@ from memstream.models.feedback_learner import FeedbackLearner
 from memstream.models.ledger import Ledger
 from memstream.models.registry import HotSwapScorer, ModelRegistry
 from memstream.models.reputation import ReputationBook
+from memstream.models.taxonomy import TAXONOMY_FILE, TaxonomyBook
 from memstream.privacy.keystore import KeyStore
 from memstream.schemas.events import (
     Deletion,
@@ -50,6 +51,7 @@ from memstream.schemas.topics import (
     FEEDBACK,
     INDEXED,
     INPUT_KINDS,
+    LINKS,
     POOLED,
     VERDICTS,
 )
@@ -60,7 +62,8 @@ from memstream.store.faults import StoreStatus
 from memstream.store.sink import call_retrying, open_when_available, write_isolated
 from memstream.store.token_vectors import TokenVectorStore
 from memstream.store.tombstones import TOMBSTONES_FILE, Tombstones
-from memstream.streams.enrich import ModelStage, verification_report
+from memstream.streams.annotate import LinkingStage, TaggingStage
+from memstream.streams.enrich import ModelStage, links_event, verification_report
 from memstream.streams.faust_app import LowLatencyApp
 from memstream.streams.plugins import attach_archive, attach_processors
 from memstream.streams.privacy_stage import (
@@ -261,7 +264,9 @@ class _Reaper:
         return out
 
 
-DERIVED_TOPICS = frozenset({DELIVERIES.name, VERDICTS.name, CONFLICTS.name, POOLED.name})
+DERIVED_TOPICS = frozenset(
+    {DELIVERIES.name, VERDICTS.name, LINKS.name, CONFLICTS.name, POOLED.name}
+)
 """Topics a replay derives again from the others: not archived. Deliveries also hold
 personal values in clear for cleared recipients, which no archive should keep."""
 
@@ -269,6 +274,16 @@ personal values in clear for cleared recipients, which no archive should keep.""
 def archived_topics() -> list[str]:
     """The catalogue but the derived topics."""
     return [t.name for t in CATALOGUE if t.name not in DERIVED_TOPICS]
+
+
+def annotation_stages(settings: Settings, embedder: object) -> dict[str, Any]:
+    """The model stage's tagging and linking stages, as the settings ask."""
+    return {
+        "tagging": TaggingStage(TaxonomyBook(settings.data_dir / TAXONOMY_FILE), embedder)
+        if settings.tagging_enabled
+        else None,
+        "linking": LinkingStage() if settings.linking_enabled else None,
+    }
 
 
 def build_privacy_stage(settings: Settings, keystore: KeyStore | None = None) -> PrivacyStage:
@@ -379,12 +394,14 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     stage: ModelStage | None = None
     if roles.model:
         # the ingest session sleeps when idle: the PII scan runs beside it on the same cores
+        embedder = load_embedder(settings.embedder, settings.onnx_provider, spin=False)
         stage = ModelStage(
-            load_embedder(settings.embedder, settings.onnx_provider, spin=False),
+            embedder,
             HotSwapScorer(registry, check_every_s=settings.valuation_check_s),
             reputation=reputation,
             duplicate_cosine=settings.duplicate_cosine,
             token_store=token_store,
+            **annotation_stages(settings, embedder),
         )
         log.info(
             "model stage ready",
@@ -447,7 +464,8 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     )
     ledger_tenants = frozenset(settings.ledger_tenants)
     services.ledger = ledger
-    services.team_pool = TeamPoolStage() if roles.sink else None  # type: ignore[attr-defined]
+    services.team_pool = TeamPoolStage() if roles.sink else None
+    services.taxonomies = TaxonomyBook(settings.data_dir / TAXONOMY_FILE)
     services.ledger_tenants = ledger_tenants
     app.memstream_services = services  # type: ignore[attr-defined]
     if store is not None:
@@ -566,6 +584,11 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             await producer.send(
                 INDEXED.name, str(parsed.event_id).encode(), result.to_json(), None, None, None
             )
+            annotated = links_event(result)
+            if annotated is not None:
+                await producer.send(
+                    LINKS.name, str(parsed.event_id).encode(), annotated.to_json(), None, None, None
+                )
             report = verification_report(result)
             if report is not None:
                 await producer.send(
@@ -608,7 +631,7 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
                 await app.producer.send(CONFLICTS.name, key, conflict.to_json(), None, None, None)
             services.note_conflicts(len(conflicts))
             try:  # derived: a fault here must never hold up the store's batch
-                pooled = await loop.run_in_executor(executor, services.team_pool.update, written)  # type: ignore[attr-defined]
+                pooled = await loop.run_in_executor(executor, services.team_pool.update, written)
             except Exception:
                 log.exception("pooled team state not updated for a batch", size=len(written))
                 pooled = []

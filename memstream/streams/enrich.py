@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from dataclasses import replace
 from datetime import UTC, datetime
+from uuid import UUID
 
 import numpy as np
 
@@ -31,8 +32,12 @@ from memstream.schemas.events import (
     FactPayload,
     Indexed,
     IndexedPayload,
+    LinkPayload,
+    Links,
+    LinksPayload,
     Memory,
     Observation,
+    TagScore,
     VerdictPayload,
     VerificationPayload,
     VerificationReport,
@@ -40,6 +45,7 @@ from memstream.schemas.events import (
 )
 from memstream.store.faults import store_fault
 from memstream.store.token_vectors import CONTEXT, TEXT, TokenVectorStore
+from memstream.streams.annotate import LinkingStage, TaggingStage
 from memstream.streams.privacy_stage import Protected
 from memstream.verification import Verification, verify_text
 
@@ -59,6 +65,8 @@ class ModelStage:
         duplicate_cosine: float = DUPLICATE_COSINE,
         token_store: TokenVectorStore | None = None,
         keep_context_tokens: bool = True,
+        tagging: TaggingStage | None = None,
+        linking: LinkingStage | None = None,
     ) -> None:
         """`token_store`: where to keep each memory's token vectors for the rerank (from the
         same model run as its pooled vector), when the embedder can give them; with
@@ -71,6 +79,8 @@ class ModelStage:
         self.pool = pool or VectorPool(dim=embedder.dim)
         self.reputation = reputation or ReputationBook()
         self.duplicate_cosine = duplicate_cosine
+        self.tagging = tagging
+        self.linking = linking
 
     def process(
         self,
@@ -130,6 +140,36 @@ class ModelStage:
         checks = [
             _checked(e.payload.text, p.text) for e, p in zip(events, protected, strict=True)
         ]
+        memories = [i for i, e in enumerate(events) if e.kind == "memory"]
+        auto_tags: list[list[tuple[str, float]]] = [[] for _ in events]
+        links: list[list[tuple[UUID, float]]] = [[] for _ in events]
+        if self.tagging is not None and memories:
+            for i, found in zip(
+                memories,
+                self.tagging.annotate(
+                    [events[i].tenant for i in memories],
+                    [protected[i].text for i in memories],
+                    [protected[i].tags for i in memories],
+                    vectors[memories],
+                ),
+                strict=True,
+            ):
+                auto_tags[i] = found
+        if self.linking is not None and memories:
+            fresh = [i for i in memories if duplicate_of[i] is None]
+            for i, found in zip(
+                fresh,
+                self.linking.link(
+                    [events[i].tenant for i in fresh],
+                    [events[i].event_id for i in fresh],
+                    [events[i].scope for i in fresh],
+                    [events[i].agent_id for i in fresh],
+                    [protected[i].text for i in fresh],
+                    vectors[fresh],
+                ),
+                strict=True,
+            ):
+                links[i] = found
         facts = [_fact_of(e, p) for e, p in zip(events, protected, strict=True)]
         models = {
             "embedding": self.embedder.version,
@@ -172,6 +212,8 @@ class ModelStage:
                     verification=checks[i].status,
                     verdicts=_verdicts(checks[i]),
                     fact=facts[i],
+                    auto_tags=[TagScore(tag=t, score=s) for t, s in auto_tags[i]],
+                    links=[LinkPayload(memory_id=m, score=s) for m, s in links[i]],
                 ),
             )
             for i, event in enumerate(events)
@@ -247,6 +289,21 @@ class ModelStage:
                 [words[j] for j in keep],
             )
         return novelty, duplicate_of
+
+
+def links_event(record: Indexed) -> Links | None:
+    """What `memstream.links` carries for a record with links or predicted tags."""
+    p = record.payload
+    if not p.links and not p.auto_tags:
+        return None
+    return Links(
+        event_id=derived_id(record.tenant, f"links:{record.event_id}", record.ts),
+        tenant=record.tenant,
+        agent_id=record.agent_id,
+        scope=record.scope,
+        parent_ids=[record.event_id],
+        payload=LinksPayload(memory_id=record.event_id, links=p.links, auto_tags=p.auto_tags),
+    )
 
 
 def verification_report(record: Indexed) -> VerificationReport | None:

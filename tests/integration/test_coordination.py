@@ -9,8 +9,8 @@ import uuid
 from datetime import UTC, datetime
 
 from memstream.eval.verification import generate_claims
-from memstream.schemas.events import Conflict, PooledState, VerificationReport
-from memstream.schemas.topics import CONFLICTS, POOLED, VERDICTS
+from memstream.schemas.events import Conflict, Links, PooledState, VerificationReport
+from memstream.schemas.topics import CONFLICTS, LINKS, POOLED, VERDICTS
 from memstream.sdk import HttpClient
 from tests.integration.conftest import Worker, read_topic
 from tests.integration.test_http_sdk import _until
@@ -164,3 +164,55 @@ def test_team_memories_update_a_pooled_state_only_members_read(worker: Worker, b
         for r in records
         if PooledState.model_validate_json(r.value).tenant == tenant
     } == set(written)
+
+
+def test_a_tenant_taxonomy_tags_new_memories_and_links_are_on_the_topic(
+    worker: Worker, broker
+) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    tenant = f"tags-{uuid.uuid4().hex[:6]}"
+    admin = worker.token(tenant, "ops", clearance=["admin"])
+    plain = worker.token(tenant, "ada")
+    taxonomy = {
+        "billing": [
+            "invoice totals were wrong",
+            "refund the customer payment",
+            "card charged twice",
+        ],
+        "infra": [
+            "the kafka broker ran out of disk",
+            "redis cluster failover",
+            "deploy the node pool",
+        ],
+    }
+    url = f"{worker.url}/v1/taxonomy"
+    assert (
+        httpx.put(
+            url, json={"tags": taxonomy}, headers={"Authorization": f"Bearer {plain}"}
+        ).status_code
+        == 403
+    )
+    bad = httpx.put(url, json={"tags": {"x": []}}, headers={"Authorization": f"Bearer {admin}"})
+    assert bad.status_code == 422
+    assert (
+        httpx.put(
+            url, json={"tags": taxonomy}, headers={"Authorization": f"Bearer {admin}"}
+        ).json()["tags"]
+        == taxonomy
+    )
+    agent = HttpClient(worker.url, plain)
+    first = agent.add("A customer's card was charged twice for one invoice.")
+    second = agent.add("The customer card charged twice again on the invoice, refund needed.")
+    assert agent.wait_for(first, timeout=60).auto_tags == ["billing"]
+    assert agent.wait_for(second, timeout=60).auto_tags == ["billing"]
+    records = asyncio.run(
+        read_topic(
+            broker.bootstrap,
+            LINKS.name,
+            lambda rs: any(r.key == str(second).encode() for r in rs),
+            timeout=60,
+        )
+    )
+    events = [Links.model_validate_json(r.value) for r in records if r.key == str(second).encode()]
+    assert events and events[0].payload.auto_tags[0].tag == "billing"

@@ -73,6 +73,7 @@ def test_every_kind_has_a_model_and_a_schema_file() -> None:
         "indexed",
         "dead_letter",
         "verification",
+        "links",
         "conflict",
         "pooled_state",
     }

@@ -1,0 +1,160 @@
+"""Tagging and linking in the model stage: what a memory is about, and what it relates to.
+
+Tagging: a tenant with a taxonomy (models/taxonomy.py) gets each memory's likeliest tags
+from a `TagModel` (models/tagging.py) fitted on its examples and on the memories its agents
+tagged themselves with taxonomy tags (those are learned, not predicted). Linking: each
+memory is linked to the tenant's recent memories that stand out against the rest
+(models/linking.py: standard deviations above the typical candidate), among those every
+reader of the new memory may see, so a link never names a memory hidden from its reader.
+The recent window is this worker's (like the novelty pool): it starts empty after a
+restart. Both reuse the model stage's embeddings and the text as stored (after privacy).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import numpy as np
+
+from memstream.logging import get_logger
+from memstream.models.linking import Linker
+from memstream.models.tagging import TagModel
+from memstream.models.taxonomy import TaxonomyBook
+
+log = get_logger("memstream.annotate")
+
+AUTO_TAGS = 3
+LINK_WINDOW = 2000
+MAX_LINK_TENANTS = 1000
+
+
+class _GivenVectors:
+    """The model stage's embeddings, handed to a TagModel so nothing is embedded twice;
+    texts it was not given (the taxonomy's examples) go to the real embedder."""
+
+    def __init__(self, embedder: object) -> None:
+        self.embedder = embedder
+        self.given: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in texts if t not in self.given]
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):  # type: ignore[attr-defined]
+                self.given[text] = vector
+        return np.stack([self.given[t] for t in texts]) if texts else np.zeros((0, 384))
+
+
+@dataclass
+class _TenantTagger:
+    generation: int
+    model: TagModel
+    learned_rowid: int = 0
+
+
+class TaggingStage:
+    def __init__(self, book: TaxonomyBook, embedder: object) -> None:
+        self.book = book
+        self.vectors = _GivenVectors(embedder)
+        self._taggers: dict[str, _TenantTagger | None] = {}
+        self._checked: dict[str, int] = {}
+
+    def _tagger(self, tenant: str) -> _TenantTagger | None:
+        generation = self.book.generation(tenant)
+        current = self._taggers.get(tenant)
+        if generation == 0:
+            self._taggers[tenant] = None
+            return None
+        if current is None or current.generation != generation:
+            taxonomy = self.book.taxonomy(tenant)
+            current = _TenantTagger(generation, TagModel(taxonomy, self.vectors))  # type: ignore[arg-type]
+            self._taggers[tenant] = current
+        learned, current.learned_rowid = self.book.learned_since(tenant, current.learned_rowid)
+        if learned:
+            current.model.learn_many((text, [tag]) for tag, text in learned)
+        return current
+
+    def annotate(
+        self,
+        tenants: Sequence[str],
+        texts: Sequence[str],
+        tags: Sequence[Sequence[str]],
+        vectors: np.ndarray,
+    ) -> list[list[tuple[str, float]]]:
+        """Per memory: its predicted (tag, probability), best first; [] where the tenant has
+        no taxonomy or the author tagged it with taxonomy tags (then it is learned)."""
+        out: list[list[tuple[str, float]]] = [[] for _ in texts]
+        self.vectors.given = {t: v for t, v in zip(texts, vectors, strict=True)}
+        by_tenant: dict[str, list[int]] = {}
+        for i, tenant in enumerate(tenants):
+            by_tenant.setdefault(tenant, []).append(i)
+        for tenant, rows in by_tenant.items():
+            tagger = self._tagger(tenant)
+            if tagger is None:
+                continue
+            known = set(tagger.model.tags)
+            learn = [(t, texts[i]) for i in rows for t in tags[i][:1] if t in known]
+            taught = {i for i in rows if any(t in known for t in tags[i])}
+            if learn:
+                self.book.learn(tenant, tagger.generation, learn)
+            ask = [i for i in rows if i not in taught]
+            if ask:
+                for i, ranked in zip(
+                    ask, tagger.model.predict([texts[i] for i in ask], AUTO_TAGS), strict=True
+                ):
+                    out[i] = [(tag, round(p, 4)) for tag, p in ranked]
+        self.vectors.given = {}
+        return out
+
+
+def may_link(new_scope: str, new_agent: str, old_scope: str, old_agent: str) -> bool:
+    """Whether every reader of the new memory may read the old one."""
+    if old_scope in ("tenant", "public"):
+        return True
+    if old_scope.startswith("team:"):
+        return new_scope == old_scope
+    return old_scope == "private" and new_scope == "private" and old_agent == new_agent
+
+
+@dataclass
+class _Window:
+    items: deque = field(default_factory=lambda: deque(maxlen=LINK_WINDOW))
+
+
+class LinkingStage:
+    def __init__(self, linker: Linker | None = None) -> None:
+        self.linker = linker or Linker()
+        self._windows: OrderedDict[str, _Window] = OrderedDict()
+
+    def link(
+        self,
+        tenants: Sequence[str],
+        ids: Sequence[UUID],
+        scopes: Sequence[str],
+        agents: Sequence[str],
+        texts: Sequence[str],
+        vectors: np.ndarray,
+    ) -> list[list[tuple[UUID, float]]]:
+        """Per memory: (related memory id, score), best first; earlier memories of the batch
+        count as candidates of later ones."""
+        out: list[list[tuple[UUID, float]]] = []
+        for i, tenant in enumerate(tenants):
+            window = self._windows.get(tenant)
+            if window is None:
+                window = self._windows[tenant] = _Window()
+                if len(self._windows) > MAX_LINK_TENANTS:
+                    self._windows.popitem(last=False)
+            self._windows.move_to_end(tenant)
+            candidates = [
+                (mid, vec, text, agent)
+                for mid, vec, text, agent, scope in window.items
+                if mid != ids[i] and may_link(scopes[i], agents[i], scope, agent)
+            ]
+            out.append(
+                self.linker.link(vectors[i], texts[i], candidates, source=agents[i])  # type: ignore[arg-type]
+            )
+            if all(mid != ids[i] for mid, *_ in window.items):
+                window.items.append((ids[i], vectors[i], texts[i], agents[i], scopes[i]))
+        return out
