@@ -616,7 +616,7 @@ def create_api(
     def fact_result(fact: KnowledgeItem, who: Caller) -> SearchResult:
         """A consolidated fact as this reader may see it: each member's visible text, in
         the order they were written."""
-        members = sorted(fact.members, key=lambda h: (h.memory.valid_from or h.memory.ts))
+        members = sorted(fact.members, key=lambda h: h.memory.valid_from or h.memory.ts)
         top = fact.members[0].memory
         return SearchResult(
             memory_id=top.memory_id,

@@ -126,9 +126,7 @@ class WorkerServices:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self.executor,
-            lambda: self.retriever.search(
-                caller, query, k, topics=topics, tags=tags, as_of=as_of
-            ),
+            lambda: self.retriever.search(caller, query, k, topics=topics, tags=tags, as_of=as_of),
         )
 
     async def page(

@@ -137,9 +137,7 @@ class ModelStage:
         codes = encode_vectors(vectors)
         # claims are checked as their author wrote them (a redaction must not turn a false
         # claim into an unchecked one); facts are read from the stored text
-        checks = [
-            _checked(e.payload.text, p.text) for e, p in zip(events, protected, strict=True)
-        ]
+        checks = [_checked(e.payload.text, p.text) for e, p in zip(events, protected, strict=True)]
         memories = [i for i, e in enumerate(events) if e.kind == "memory"]
         auto_tags: list[list[tuple[str, float]]] = [[] for _ in events]
         links: list[list[tuple[UUID, float]]] = [[] for _ in events]
