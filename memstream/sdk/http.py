@@ -398,6 +398,11 @@ class HttpClient:
         """An agent's reputation in your tenant and what it rests on."""
         return self._do(_Call("GET", f"/v1/agents/{agent_id}/reputation"))
 
+    def pooled_state(self, team: str) -> dict[str, Any]:
+        """Your team's pooled memory state: members, their attention influence, the vector
+        (members of the team only; NotFound before its first team memory)."""
+        return self._do(_Call("GET", f"/v1/teams/{team}/pooled"))
+
     def lookup(self, task: str) -> CacheLookup:
         """A stored result for this task (same meaning, same values), if there is one."""
         return CacheLookup(**self._do(_Call("POST", "/v1/cache/lookup", body={"task": task})))
@@ -629,6 +634,9 @@ class AsyncHttpClient:
     async def reputation(self, agent_id: str) -> dict[str, Any]:
         """An agent's reputation in your tenant and what it rests on."""
         return await self._do(_Call("GET", f"/v1/agents/{agent_id}/reputation"))
+
+    async def pooled_state(self, team: str) -> dict[str, Any]:
+        return await self._do(_Call("GET", f"/v1/teams/{team}/pooled"))
 
     async def lookup(self, task: str) -> CacheLookup:
         """A stored result for this task (same meaning, same values), if there is one."""

@@ -258,15 +258,34 @@ def build_server(client_for: ClientFor) -> MCPServer[Any]:
         ],
         ctx: Context,
         k: Annotated[int, Field(description="how many results at most (1-100)")] = 5,
+        mode: Annotated[
+            str,
+            Field(
+                description='"episodic" (memories), "knowledge" (facts consolidated from '
+                'related memories, with provenance) or "auto"'
+            ),
+        ] = "episodic",
     ) -> dict[str, Any]:
         """Find memories relevant to a question or topic, by meaning (not only keywords).
         Use it before answering from assumptions about facts other agents may have recorded.
-        Returns {"results": [{memory_id, text, score, agent_id, scope, tags}, ...]}, best
-        first (higher score is more relevant); an empty list means nothing visible to you
-        matched."""
+        Returns {"results": [{memory_id, text, score, agent_id, scope, tags, verification,
+        kind, provenance}, ...]}, best first (higher score is more relevant); an empty list
+        means nothing visible to you matched. A result marked "refuted" states a claim the
+        verifiers found false."""
         async with _api(client_for, ctx) as api:
-            hits = await api.search(query, k=k)
+            hits = await api.search(query, k=k, mode=mode)
         return {"results": [_dump(h) for h in hits]}
+
+    @server.tool()
+    async def team_state(
+        team: Annotated[str, Field(description="one of your teams")],
+        ctx: Context,
+    ) -> dict[str, Any]:
+        """Your team's pooled memory state: which teammates' memories weigh most in what
+        the team currently knows ({"members": [...], "influence": [...], ...}, influence in
+        the members' order). Only members of the team may read it."""
+        async with _api(client_for, ctx) as api:
+            return await api.pooled_state(team)
 
     @server.tool()
     async def lookup_result(

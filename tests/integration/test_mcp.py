@@ -43,6 +43,7 @@ TOOLS = {
     "poll_deliveries",
     "lookup_result",
     "cache_result",
+    "team_state",
 }
 DELIVERIES = "memstream://deliveries"
 
@@ -373,3 +374,33 @@ def test_stdio_refuses_to_start_with_a_token_the_api_refuses(worker: Worker) -> 
     assert done.returncode == 2, done.stderr
     assert "refused the token" in done.stderr
     assert done.stdout == ""  # stdout belongs to the protocol
+
+
+async def test_team_state_and_knowledge_search_over_mcp_follow_the_callers_identity(
+    worker: Worker,
+) -> None:
+    tenant = f"mcp-team-{uuid.uuid4().hex[:8]}"
+    door = Door("http", lambda token, on_message=None: _http_session(worker, token, on_message))
+    async with (
+        door.open(worker.token(tenant, "ada", teams=["infra"])) as ada,
+        door.open(worker.token(tenant, "eve")) as eve,
+    ):
+        added = await _call(
+            ada,
+            "add_memory",
+            text="The infra team rotates the TLS keys monthly.",
+            scope="team:infra",
+        )
+
+        async def pooled() -> dict[str, Any] | None:
+            result = await ada.call_tool("team_state", {"team": "infra"})
+            return None if result.is_error else result.structured_content
+
+        state = await _until(pooled, timeout=60)
+        assert state["members"] == ["ada"] and state["updated_by"] == added["memory_id"]
+        assert "not in team" in await _error(eve, "team_state", team="infra")
+        facts = await _call(ada, "search_memory", query="TLS key rotation", k=2, mode="knowledge")
+        assert facts["results"] and facts["results"][0]["kind"] == "fact"
+        assert added["memory_id"] in facts["results"][0]["provenance"]
+        hidden = await _call(eve, "search_memory", query="TLS key rotation", k=2, mode="knowledge")
+        assert all(added["memory_id"] not in r["provenance"] for r in hidden["results"])
