@@ -23,6 +23,28 @@ export interface SearchHit {
   agent_id: string;
   scope: Scope;
   tags: string[];
+  valid_from?: Timestamp | null;
+  /** null: still valid */
+  valid_to?: Timestamp | null;
+  /** "verified" or "refuted" by the verifiers; null: no claim checked */
+  verification?: string | null;
+  /** "memory", or "fact" in knowledge mode */
+  kind?: "memory" | "fact";
+  /** a fact's member memories, best first */
+  provenance?: string[];
+}
+
+/** A team's pooled memory state (`GET /v1/teams/{team}/pooled`). */
+export interface PooledState {
+  team: string;
+  members: string[];
+  /** mean attention weight of each member, in the order of `members` */
+  influence: number[];
+  /** float32 little-endian, base64 */
+  vector_b64: string;
+  dim: number;
+  updated_by: string;
+  model: string;
 }
 
 /** One memory as its reader may see it (`GET /v1/memories/{id}`). */
@@ -144,6 +166,10 @@ export interface SearchOptions extends RequestOptions {
   topics?: string[];
   /** any of these tags */
   tags?: string[];
+  /** the memories valid at this time */
+  asOf?: Date | string;
+  /** memories (default), consolidated facts with provenance, or by the query */
+  mode?: "episodic" | "knowledge" | "auto";
 }
 
 export interface ListOptions extends RequestOptions {
@@ -334,6 +360,8 @@ export class MemstreamClient {
   lookup(task: string, options?: RequestOptions): Promise<CacheLookup>;
   /** An agent's reputation in this token's tenant. */
   reputation(agentId: string, options?: RequestOptions): Promise<Reputation>;
+  /** A team's pooled memory state (members of the team only). */
+  pooledState(team: string, options?: RequestOptions): Promise<PooledState>;
   /** A standing query; resolves to its id (applies within moments: see `subscriptions`). */
   subscribe(query: string, options?: SubscribeOptions): Promise<string>;
   /** Cancel a subscription this agent made (NotFound otherwise). */

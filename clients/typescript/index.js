@@ -390,8 +390,8 @@ export class MemstreamClient {
    * @returns {Promise<import("./index.js").SearchHit[]>}
    */
   async search(query, options = {}) {
-    const { k = 10, topics, tags, signal } = options;
-    const params = { q: query, k, topic: topics, tag: tags };
+    const { k = 10, topics, tags, asOf, mode, signal } = options;
+    const params = { q: query, k, topic: topics, tag: tags, as_of: asOf, mode };
     return (await this._do("GET", "/v1/search", { params, signal })).results;
   }
 
@@ -504,6 +504,18 @@ export class MemstreamClient {
    */
   async reputation(agentId, options = {}) {
     const path = `/v1/agents/${encodeURIComponent(agentId)}/reputation`;
+    return this._do("GET", path, { signal: options.signal });
+  }
+
+  /**
+   * A team's pooled memory state: members, their attention influence, the vector
+   * (members of the team only: Forbidden otherwise; NotFound before its first team memory).
+   * @param {string} team
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<import("./index.js").PooledState>}
+   */
+  async pooledState(team, options = {}) {
+    const path = `/v1/teams/${encodeURIComponent(team)}/pooled`;
     return this._do("GET", path, { signal: options.signal });
   }
 

@@ -121,9 +121,14 @@ def may_link(new_scope: str, new_agent: str, old_scope: str, old_agent: str) -> 
 @dataclass
 class _Window:
     items: deque = field(default_factory=lambda: deque(maxlen=LINK_WINDOW))
+    links: dict = field(default_factory=dict)  # memory id -> the links it was first given
 
 
 class LinkingStage:
+    """Links to earlier memories only (by time, then id), so a memory's links do not
+    depend on what arrived after it; a memory seen before (a re-read after a crash, a
+    re-import) keeps the links it was first given."""
+
     def __init__(self, linker: Linker | None = None) -> None:
         self.linker = linker or Linker()
         self._windows: OrderedDict[str, _Window] = OrderedDict()
@@ -136,9 +141,11 @@ class LinkingStage:
         agents: Sequence[str],
         texts: Sequence[str],
         vectors: np.ndarray,
+        times: Sequence[float] | None = None,
     ) -> list[list[tuple[UUID, float]]]:
         """Per memory: (related memory id, score), best first; earlier memories of the batch
-        count as candidates of later ones."""
+        count as candidates of later ones. `times`: the memories' times (epoch seconds;
+        default: their ids' order)."""
         out: list[list[tuple[UUID, float]]] = []
         for i, tenant in enumerate(tenants):
             window = self._windows.get(tenant)
@@ -147,14 +154,19 @@ class LinkingStage:
                 if len(self._windows) > MAX_LINK_TENANTS:
                     self._windows.popitem(last=False)
             self._windows.move_to_end(tenant)
+            if ids[i] in window.links:
+                out.append(window.links[ids[i]])
+                continue
+            at = (times[i] if times is not None else 0.0, str(ids[i]))
             candidates = [
                 (mid, vec, text, agent)
-                for mid, vec, text, agent, scope in window.items
-                if mid != ids[i] and may_link(scopes[i], agents[i], scope, agent)
+                for mid, vec, text, agent, scope, when in window.items
+                if (when, str(mid)) < at and may_link(scopes[i], agents[i], scope, agent)
             ]
-            out.append(
-                self.linker.link(vectors[i], texts[i], candidates, source=agents[i])  # type: ignore[arg-type]
-            )
-            if all(mid != ids[i] for mid, *_ in window.items):
-                window.items.append((ids[i], vectors[i], texts[i], agents[i], scopes[i]))
+            found = self.linker.link(vectors[i], texts[i], candidates, source=agents[i])  # type: ignore[arg-type]
+            out.append(found)  # type: ignore[arg-type]
+            if len(window.links) >= LINK_WINDOW:
+                window.links.pop(window.items[0][0], None)
+            window.links[ids[i]] = found
+            window.items.append((ids[i], vectors[i], texts[i], agents[i], scopes[i], at[0]))
         return out

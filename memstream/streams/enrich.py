@@ -164,6 +164,7 @@ class ModelStage:
                     [events[i].agent_id for i in fresh],
                     [protected[i].text for i in fresh],
                     vectors[fresh],
+                    [events[i].ts.timestamp() for i in fresh],
                 ),
                 strict=True,
             ):

@@ -109,3 +109,24 @@ def test_a_memory_links_to_its_outstanding_neighbours_and_the_event_says_so(tmp_
     assert records[1].event_id not in linked  # a team memory is hidden from tenant readers
     event = links_event(follow)
     assert event is not None and event.payload.memory_id == follow.event_id
+
+
+def test_a_memory_processed_again_keeps_its_links_and_never_links_to_later_ones(
+    tmp_path: Path,
+) -> None:
+    stage = _stage(tmp_path)
+    filler = [
+        _memory(f"note {i}: {w} meeting about quarterly planning {i}")
+        for i, w in enumerate("abcdefghijklmnop")
+    ]
+    first = _memory("the payment gateway returned 502 errors after the deploy")
+    stage.process([first, *filler])
+    follow = _memory("payment gateway 502 errors again after deploy")
+    once = stage.process([follow])[0].payload.links
+    stage.process([_memory("payment gateway 502 errors a third time after a deploy")])
+    again = stage.process([follow])[0].payload.links  # a re-read: the same links
+    assert once and again == once
+    # the first memory, processed again after the others, links to nothing newer than it
+    assert all(
+        link.memory_id != follow.event_id for link in stage.process([first])[0].payload.links
+    )

@@ -197,6 +197,18 @@ test("result cache and reputation", SLOW, async () => {
   assert.ok(rep.reputation >= 0 && rep.reputation <= 1);
 });
 
+test("knowledge mode, as-of search and the pooled state's access rule", SLOW, async () => {
+  const before = new Date();
+  const id = await ada.add(`The ${run} cache cluster was resized to six nodes.`);
+  await ada.waitFor(id);
+  const facts = await ada.search(`${run} cache cluster size`, { k: 2, mode: "knowledge" });
+  assert.equal(facts[0].kind, "fact");
+  assert.ok(facts[0].provenance.includes(id));
+  const then = await ada.search(`${run} cache cluster size`, { k: 5, asOf: before });
+  assert.ok(then.every((hit) => hit.memory_id !== id));
+  await assert.rejects(ada.pooledState("infra"), Forbidden);
+});
+
 test("subscribe, then deliveries and stream get what the other agent published", SLOW, async () => {
   const tag = `pay-${run}`;
   const sub = await bob.subscribe("incidents with the payment gateway", {
