@@ -205,6 +205,17 @@ def _plausible_address(value: str) -> bool:
         return False
     if not words:
         return True
+    last = words[-1].rstrip(".")
+    if (
+        value == value.lower()
+        and re.search(r"[^\W\d_]\.?$", value.rstrip())
+        and last in _STREET_SUFFIX_WORDS - _UNAMBIGUOUS_STREET_WORDS
+        and all(is_common_word(w.rstrip(".")) for w in words)
+        and not any(w.rstrip(".") in _STREET_SUFFIX_WORDS for w in words[:-1])
+    ):
+        # all lower case, ordinary words, ending on a street word with an everyday meaning
+        # ("84 according to the calculator run"): not an address ("12 main street" is one)
+        return False
     return any(
         (_STREET_WORD_RE.search(w) and not is_common_word(w.rstrip(".")))
         or w.rstrip(".").lower() in _STREET_SUFFIX_WORDS
@@ -213,6 +224,11 @@ def _plausible_address(value: str) -> bool:
     )
 
 
+_UNAMBIGUOUS_STREET_WORDS = frozenset(
+    "street st road rd avenue ave blvd boulevard lane ln highway hwy parkway pkwy terrace "
+    "crescent cres square sq ct".split()
+)
+"""Street words with no everyday meaning besides ("run", "way", "view", "park" have one)."""
 _STREET_SUFFIX_WORDS = frozenset(_STREET_SUFFIX.split("|")) | {"apt", "suite", "unit", "box"}
 
 

@@ -242,3 +242,29 @@ def test_lower_case_names_are_found(request, tier: str) -> None:
     spans = det.detect(text)
     for name in ["ingeborg vasquez", "rasmus", "aurelie"]:
         assert _covered(text, spans, name), name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2 + 2 = 5 according to the calculator run this morning",
+        "Fix 0 port value being overriden by default",
+        "we saw 3 failures in the nightly test run",
+    ],
+)
+def test_numbers_before_an_everyday_street_word_are_not_an_address(
+    full: PiiDetector, text: str
+) -> None:
+    assert not [s for s in full.detect(text) if s.entity_type == "ADDRESS"], text
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("ship it to 12 wressle road please", "12 wressle road"),
+        ("send it to 42 Deer Run", "42 Deer Run"),
+    ],
+)
+def test_lower_case_and_named_streets_still_are(full: PiiDetector, text: str, value: str) -> None:
+    spans = [s for s in full.detect(text) if s.entity_type == "ADDRESS"]
+    assert spans and _covered(text, spans, value), text
