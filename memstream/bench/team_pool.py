@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from memstream.models.providers import Preference
-from memstream.models.team_state import DIM, TeamPooler, TeamStates
+from memstream.models.team_state import DIM, SLOTS, TeamPooler, TeamStates
 
 TENANT = "bench"
 
@@ -40,7 +40,8 @@ def run_team_pool_bench(
     prefer: Preference = "auto",
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Updates/s per team size, each run re-pooling `teams` teams (one update each)."""
+    """Updates/s per team size, each run re-pooling `teams` teams (one update each) as the
+    sink does: over every agent's memory tokens, each agent holding its full `SLOTS`."""
     if teams < 1 or updates < 1 or not sizes:
         raise ValueError("teams, updates and sizes must be positive")
     pooler = TeamPooler(prefer, threads)
@@ -52,8 +53,9 @@ def run_team_pool_bench(
         names = [f"team-{t:04d}" for t in range(teams)]
         agents = [f"agent-{a:04d}" for a in range(size)]
         for t, name in enumerate(names):
-            for a, vector in enumerate(_unit(rng, (size,))):
-                states.update(TENANT, name, agents[a], vector, float(t))
+            for _ in range(SLOTS):  # every agent holds its full memory tokens
+                for a, vector in enumerate(_unit(rng, (size,))):
+                    states.update(TENANT, name, agents[a], vector, float(t))
         new = _unit(rng, (rounds + 1, teams))  # round 0 is the warm-up
         who = rng.integers(0, size, (rounds + 1, teams))
         run_s: list[float] = []
@@ -62,7 +64,7 @@ def run_team_pool_bench(
             start = time.perf_counter()
             for t, name in enumerate(names):
                 states.update(TENANT, name, agents[who[r, t]], new[r, t], float(r))
-            matrices = [states.matrix(TENANT, name) for name in names]
+            matrices = [states.memory_team(TENANT, name).states for name in names]
             pool_start = time.perf_counter()
             pooled = pooler.pool(matrices)
             end = time.perf_counter()
@@ -73,6 +75,7 @@ def run_team_pool_bench(
         total = sum(run_s)
         out[str(size)] = {
             "agents": size,
+            "memory_tokens_per_team": size * SLOTS,
             "teams_per_run": teams,
             "runs": rounds,
             "updates": rounds * teams,

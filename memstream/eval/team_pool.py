@@ -8,10 +8,13 @@ its agent, folded into the agent's state by `TeamStates.update` in dialogue orde
 as the stream would. Evidence is read only to score.
 
 Routing: per question, the team's agents are ranked by the query-driven multi-head
-attention over their states (`TeamPooler.rank`, the effect) and by the baselines, in the
-same run: a uniform random order (expected value, exact), the cosine of the question to
-each agent's centroid (the plain mean of its memory vectors) and to its state (the same
-states as the effect, without attention). `top1`/`top2`: share of questions whose top 1/2
+attention over their memory tokens (each agent's latest `slots` memories,
+`TeamStates.memory_team`; an agent's weight is its tokens' summed attention: the effect),
+by the same attention over one recurrent state per agent (`team_attention`), and by the
+baselines, in the same run: a uniform random order (expected value, exact), the cosine of
+the question to each agent's centroid (the plain mean of its memory vectors), to its state,
+and to its best-matching memory token (`best_memory_cosine`: the same tokens as the effect,
+without attention). `top1`/`top2`: share of questions whose top 1/2
 agents hold at least one evidence turn; `mrr` of the first such agent; `evidence_top_m`:
 share of evidence turns held by the top m agents.
 
@@ -41,6 +44,7 @@ from memstream.models.providers import Preference
 from memstream.models.team_state import (
     ALPHA,
     HEADS,
+    SLOTS,
     TEMPERATURE,
     Team,
     TeamPooler,
@@ -53,14 +57,15 @@ ROUTE_M = (1, 2)
 """Agents searched in the routed retrieval."""
 ALPHA_SWEEP = (0.05, 0.02, 0.0)
 """State factors also measured (0: each agent's state is the mean of all its memories)."""
-EFFECT = "team_attention"
-BASELINES = ("centroid_cosine", "state_cosine")
+EFFECT = "memory_attention"
+BASELINES = ("centroid_cosine", "state_cosine", "best_memory_cosine")
 TENANT = "eval"
 
 
 @dataclass
 class _Conversation:
     team: Team  # agents sorted, EMA states
+    memory_team: Team  # the same agents as memory tokens (owners set)
     centroids: np.ndarray  # [agents, dim], unit length, rows in team.members order
     turn_ids: list[str]
     turn_agent: np.ndarray  # [turns] index into team.members
@@ -97,6 +102,7 @@ def _build(
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
         out[conv] = _Conversation(
             team,
+            states.memory_team(TENANT, conv),
             centroids.astype(np.float32),
             [data.turns[i].dia_id for i in rows],
             turn_agent,
@@ -178,6 +184,16 @@ def _attention_orders(pooler: TeamPooler, qvecs: np.ndarray, teams: list[Team]) 
     ]
 
 
+def _best_token_orders(qvecs: np.ndarray, teams: list[Team]) -> list[list[int]]:
+    """Agents by the cosine of the question to their best-matching memory token."""
+    orders = []
+    for q, t in zip(qvecs, teams, strict=True):
+        scores = np.full(len(t.members), -np.inf)
+        np.maximum.at(scores, t.owners, t.states @ q)
+        orders.append(sorted(range(len(t.members)), key=lambda j: (-scores[j], t.members[j])))
+    return orders
+
+
 def _cosine_orders(qvecs: np.ndarray, teams: list[Team]) -> list[list[int]]:
     return [_cosine_order(q, t.states, t.members) for q, t in zip(qvecs, teams, strict=True)]
 
@@ -223,8 +239,11 @@ def run_team_pool_eval(
 
     say("routing")
     rng = np.random.default_rng(seed)
+    memory_teams = [convs[q.conversation].memory_team for q in questions]
     orders: dict[str, list[list[int]]] = {
-        EFFECT: _attention_orders(pooler, qvecs, teams),
+        EFFECT: _attention_orders(pooler, qvecs, memory_teams),
+        "team_attention": _attention_orders(pooler, qvecs, teams),
+        "best_memory_cosine": _best_token_orders(qvecs, memory_teams),
         "state_cosine": _cosine_orders(qvecs, teams),
         "centroid_cosine": _cosine_orders(qvecs, centroid_teams),
         "random_seeded": [rng.permutation(n).tolist() for n in n_agents],
@@ -246,7 +265,9 @@ def run_team_pool_eval(
         swept = _build(data, vectors, agent_of, a)
         swept_teams = [swept[q.conversation].team for q in questions]
         alpha_sweep[str(a)] = {
-            EFFECT: _routing(_attention_orders(pooler, qvecs, swept_teams), holders, held),
+            "team_attention": _routing(
+                _attention_orders(pooler, qvecs, swept_teams), holders, held
+            ),
             "state_cosine": _routing(_cosine_orders(qvecs, swept_teams), holders, held),
         }
 
@@ -275,7 +296,8 @@ def run_team_pool_eval(
         }
     beats = effect["top1"] > base["top1"]
     verdict = (
-        f"team attention routes the evidence agent first for {effect['top1']:.3f} of questions "
+        f"attention over the agents' memory tokens routes the evidence agent first for "
+        f"{effect['top1']:.3f} of questions "
         f"vs {base['top1']:.3f} for the best baseline ({best}) and "
         f"{routing['random_expected']['top1']:.3f} at random: "
         + ("it beats" if beats else "it does not beat")
@@ -315,6 +337,7 @@ def run_team_pool_eval(
             "alpha": alpha,
             "heads": heads,
             "temperature": temperature,
+            "slots": SLOTS,
             "seed": seed,
             "route_m": list(ROUTE_M),
             "embedder": getattr(embedder, "version", type(embedder).__name__),

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 DIM = 384
 HEADS = 4
+SLOTS = 64
+"""Memory tokens kept per agent: its 64 latest memories (98 KB at 384 float32 each)."""
 TEMPERATURE = 0.1
 """Softmax temperature on cosine similarity: a cosine 0.1 higher weighs e (2.7x) more."""
 SEED = 20240601
@@ -228,10 +230,19 @@ class PooledTeam:
 
 @dataclass(frozen=True, eq=False)
 class Team:
-    """A team's agents in sorted order and their states (rows in the same order)."""
+    """A team's agents in sorted order and their states. Without `owners` row i is member
+    i's state; with it, the rows are memory tokens and row i belongs to member `owners[i]`
+    (`TeamStates.memory_team`: each agent's recent memories, attended one by one)."""
 
     members: tuple[str, ...]
     states: np.ndarray
+    owners: np.ndarray | None = None
+
+    def influence(self, token_weights: np.ndarray) -> np.ndarray:
+        """Each member's share of the attention: its rows' weights summed."""
+        if self.owners is None:
+            return token_weights
+        return np.bincount(self.owners, weights=token_weights, minlength=len(self.members))
 
 
 @dataclass(frozen=True)
@@ -334,7 +345,7 @@ class TeamPooler:
         ranked = []
         for team, result in zip(teams, read, strict=True):
             pairs = sorted(
-                zip(team.members, result.agent_influence.tolist(), strict=True),
+                zip(team.members, team.influence(result.agent_influence).tolist(), strict=True),
                 key=lambda p: (-p[1], p[0]),
             )
             ranked.append([Teammate(a, w) for a, w in pairs])
@@ -362,6 +373,7 @@ class _TeamRows:
     raw: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), np.float64))
     counts: list[int] = field(default_factory=list)
     ts: list[float] = field(default_factory=list)
+    recent: dict[str, np.ndarray] = field(default_factory=dict)  # agent -> [<= slots, dim]
 
 
 class TeamStates:
@@ -388,9 +400,15 @@ class TeamStates:
         *,
         max_agents: int = 1024,
         max_teams: int = 100_000,
+        slots: int = SLOTS,
     ) -> None:
+        """`slots`: how many of each agent's latest memory vectors it keeps as memory
+        tokens (`memory_team`), besides the recurrent state."""
         if not 0 <= alpha <= 1:
             raise ValueError("alpha must be in [0, 1]")
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
+        self.slots = slots
         self.dim, self.alpha = dim, alpha
         self.max_agents, self.max_teams = max_agents, max_teams
         self._teams: OrderedDict[tuple[str, str], _TeamRows] = OrderedDict()
@@ -434,6 +452,15 @@ class TeamStates:
         rows.states[i] = m / m_norm if m_norm > 1e-12 else v  # m cancelled out: v wins
         rows.counts[i] = n
         rows.ts[i] = float(ts)
+        recent = rows.recent.get(agent_id)
+        if recent is None or len(recent) < self.slots:  # grows to `slots`, then shifts
+            grown = np.empty(((0 if recent is None else len(recent)) + 1, self.dim), np.float32)
+            if recent is not None:
+                grown[:-1] = recent
+            recent = rows.recent[agent_id] = grown
+        else:
+            recent[:-1] = recent[1:]
+        recent[-1] = v
 
     def members(self, tenant: str, team: str) -> list[str]:
         """The team's agent ids, sorted (the row order of `matrix`)."""
@@ -448,6 +475,19 @@ class TeamStates:
     def team(self, tenant: str, team: str) -> Team:
         """Members and states together, for `rank_teammates`."""
         return Team(tuple(self.members(tenant, team)), _frozen(self.matrix(tenant, team)))
+
+    def memory_team(self, tenant: str, team: str) -> Team:
+        """The team as memory tokens: each agent's latest `slots` memory vectors (oldest
+        first, agents in sorted order), with `owners` naming each row's agent. Attention over
+        these finds the teammate holding the memory a query needs, which one averaged state
+        per agent blurs (docs/coordination.md has the measured difference)."""
+        rows = self._teams.get((tenant, team))
+        if rows is None or not rows.ids:
+            return Team((), np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64))
+        empty = np.zeros((0, self.dim), np.float32)
+        tokens = [rows.recent.get(a, empty) for a in rows.ids]
+        owners = np.repeat(np.arange(len(rows.ids)), [len(t) for t in tokens])
+        return Team(tuple(rows.ids), _frozen(np.concatenate(tokens)), _frozen(owners))
 
     def last_ts(self, tenant: str, team: str) -> dict[str, float]:
         """Each agent's latest update time."""
@@ -471,6 +511,7 @@ def _insert(rows: _TeamRows, agent_id: str, dim: int) -> int:
 
 
 def _remove(rows: _TeamRows, i: int) -> None:
+    rows.recent.pop(rows.ids[i], None)
     del rows.ids[i], rows.counts[i], rows.ts[i]
     rows.states = np.delete(rows.states, i, axis=0)
     rows.raw = np.delete(rows.raw, i, axis=0)

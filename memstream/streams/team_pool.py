@@ -1,6 +1,7 @@
-"""The pooled team memory stage (sink role): each team-scoped memory updates its author's
-state in the team, and the team's states are pooled by attention (models/team_state.py)
-into the shared team state published on `memstream.pooled`.
+"""The pooled team memory stage (sink role): each team-scoped memory joins its author's
+memory tokens in the team (its latest memories, `TeamStates.memory_team`), and the team's
+tokens are pooled by attention (models/team_state.py) into the shared team state published
+on `memstream.pooled`, with each member's share of the attention (`influence`).
 
 One ONNX run per batch for every team the batch touched. The states live in the worker's
 memory: a restarted worker starts them empty and rebuilds them from the memories that
@@ -55,14 +56,15 @@ class TeamPoolStage:
         if not touched:
             return []
         keys = list(touched)
-        pooled = self.pooler.pool([self.states.matrix(t, team) for t, team in keys])
+        teams = [self.states.memory_team(t, team) for t, team in keys]
+        pooled = self.pooler.pool([t.states for t in teams])
         events = []
-        for (tenant, team), result in zip(keys, pooled, strict=True):
+        for (tenant, team), tokens, result in zip(keys, teams, pooled, strict=True):
             last = touched[(tenant, team)]
             payload = PooledStatePayload(
                 team=team,
-                members=self.states.members(tenant, team),
-                influence=[round(float(x), 6) for x in result.agent_influence],
+                members=list(tokens.members),
+                influence=[round(float(x), 6) for x in tokens.influence(result.agent_influence)],
                 vector_b64=base64.b64encode(np.asarray(result.vector, "<f4").tobytes()).decode(),
                 dim=int(result.vector.shape[0]),
                 updated_by=last.event_id,

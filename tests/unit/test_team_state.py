@@ -309,8 +309,8 @@ def test_eval_smoke(tmp_path: Path) -> None:
     assert result["dataset"]["agents_per_team"] == {"conv-x": 8}
     assert result["dataset"]["questions"] == len(_QUESTIONS)
     effect, baseline = result["effect"], result["baseline"]
-    assert effect["method"] == "team_attention"
-    assert baseline["best"] in ("centroid_cosine", "state_cosine")
+    assert effect["method"] == "memory_attention"
+    assert baseline["best"] in ("centroid_cosine", "state_cosine", "best_memory_cosine")
     assert baseline["random_expected_routing"]["top1"] == pytest.approx(1 / 8, abs=1e-4)
     for key in ("top1", "top2", "mrr", "evidence_top1", "evidence_top2"):
         assert 0.0 <= effect["routing"][key] <= 1.0
@@ -320,3 +320,25 @@ def test_eval_smoke(tmp_path: Path) -> None:
     assert baseline["all_turns_retrieval"]["turns_searched"] == 1.0
     assert set(result["alpha_sweep"]) >= {"0.1", "0.0"}
     assert isinstance(result["verdict"], str)
+
+
+def test_memory_tokens_route_a_query_to_the_agent_holding_the_matching_memory() -> None:
+    rng = np.random.default_rng(5)
+    states = TeamStates(slots=4)
+    vectors = {}
+    for step in range(6):  # six memories each: only the latest four stay as tokens
+        for agent in ("ada", "bob", "cy"):
+            v = rng.normal(size=384)
+            vectors[(agent, step)] = v / np.linalg.norm(v)
+            states.update("t", "x", agent, v, float(step))
+    team = states.memory_team("t", "x")
+    assert team.members == ("ada", "bob", "cy") and team.states.shape == (12, 384)
+    assert np.bincount(team.owners).tolist() == [4, 4, 4]
+    pooler = TeamPooler()
+    # a query equal to one of bob's kept memories: bob first, though his average is not it
+    ranked = pooler.rank(vectors[("bob", 3)][None, :], [team])[0]
+    assert ranked[0].agent_id == "bob"
+    assert abs(sum(t.weight for t in ranked) - 1.0) < 1e-5
+    # a memory that left the tokens no longer routes there by itself
+    evicted = pooler.rank(vectors[("cy", 0)][None, :], [team])[0]
+    assert evicted[0].weight < ranked[0].weight
