@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import numpy as np
@@ -290,17 +291,25 @@ class ModelStage:
         return novelty, duplicate_of
 
 
+def about(record: Indexed, what: str) -> dict[str, Any]:
+    """The envelope of an event derived from `record`: its tenant, author and scope, and an
+    id fixed by (what, memory), so a re-processed memory publishes the same event again."""
+    return {
+        "event_id": derived_id(record.tenant, f"{what}:{record.event_id}", record.ts),
+        "tenant": record.tenant,
+        "agent_id": record.agent_id,
+        "scope": record.scope,
+        "parent_ids": [record.event_id],
+    }
+
+
 def links_event(record: Indexed) -> Links | None:
     """What `memstream.links` carries for a record with links or predicted tags."""
     p = record.payload
     if not p.links and not p.auto_tags:
         return None
     return Links(
-        event_id=derived_id(record.tenant, f"links:{record.event_id}", record.ts),
-        tenant=record.tenant,
-        agent_id=record.agent_id,
-        scope=record.scope,
-        parent_ids=[record.event_id],
+        **about(record, "links"),
         payload=LinksPayload(memory_id=record.event_id, links=p.links, auto_tags=p.auto_tags),
     )
 
@@ -311,12 +320,7 @@ def verification_report(record: Indexed) -> VerificationReport | None:
     if status is None:
         return None
     return VerificationReport(
-        # fixed by the memory: a re-processed memory publishes the same report again
-        event_id=derived_id(record.tenant, f"verification:{record.event_id}", record.ts),
-        tenant=record.tenant,
-        agent_id=record.agent_id,
-        scope=record.scope,
-        parent_ids=[record.event_id],
+        **about(record, "verification"),
         payload=VerificationPayload(
             memory_id=record.event_id, status=status, verdicts=list(record.payload.verdicts)
         ),

@@ -19,7 +19,8 @@ import numpy as np
 from memstream.logging import get_logger
 from memstream.models.compression import decode_vector
 from memstream.models.team_state import TeamPooler, TeamStates
-from memstream.schemas.events import Indexed, PooledState, PooledStatePayload, derived_id
+from memstream.schemas.events import Indexed, PooledState, PooledStatePayload
+from memstream.streams.enrich import about
 
 log = get_logger("memstream.team_pool")
 
@@ -71,14 +72,5 @@ class TeamPoolStage:
                 model=self.pooler.version,
             )
             self.latest[(tenant, team)] = payload
-            events.append(
-                PooledState(
-                    event_id=derived_id(tenant, f"pooled:{team}:{last.event_id}", last.ts),
-                    tenant=tenant,
-                    agent_id=last.agent_id,
-                    scope=last.scope,
-                    parent_ids=[last.event_id],
-                    payload=payload,
-                )
-            )
+            events.append(PooledState(**about(last, f"pooled:{team}"), payload=payload))
         return events
