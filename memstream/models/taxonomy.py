@@ -15,7 +15,7 @@ from pathlib import Path
 from memstream.sqlite_file import SqliteFile
 
 TAXONOMY_FILE = "taxonomy.db"
-MAX_TAGS = 500
+MAX_TAGS = 100
 MAX_EXAMPLES_PER_TAG = 50
 MAX_EXAMPLE_CHARS = 2000
 

@@ -29,6 +29,9 @@ log = get_logger("memstream.annotate")
 AUTO_TAGS = 3
 LINK_WINDOW = 2000
 MAX_LINK_TENANTS = 1000
+MAX_TAGGERS = 64
+"""Tenants' tag models kept in memory (each is tags x 2^15 weights); others are refitted
+from taxonomy.db when their tenant writes again."""
 
 
 class _GivenVectors:
@@ -58,12 +61,16 @@ class TaggingStage:
     def __init__(self, book: TaxonomyBook, embedder: object) -> None:
         self.book = book
         self.vectors = _GivenVectors(embedder)
-        self._taggers: dict[str, _TenantTagger | None] = {}
-        self._checked: dict[str, int] = {}
+        self._taggers: OrderedDict[str, _TenantTagger | None] = OrderedDict()
 
     def _tagger(self, tenant: str) -> _TenantTagger | None:
         generation = self.book.generation(tenant)
         current = self._taggers.get(tenant)
+        if tenant in self._taggers:
+            self._taggers.move_to_end(tenant)
+        else:
+            while len(self._taggers) >= MAX_TAGGERS:  # the least recently used model goes
+                self._taggers.popitem(last=False)
         if generation == 0:
             self._taggers[tenant] = None
             return None

@@ -31,7 +31,7 @@ from sympy.parsing.sympy_parser import (
     standard_transformations,
 )
 
-from memstream.verification import Verdict, verifier
+from memstream.verification import MAX_CLAIMS, Verdict, verifier
 
 NAME = "sympy-arithmetic"
 MAX_CLAIM_CHARS = 200
@@ -217,6 +217,8 @@ def _claims(text: str) -> list[_Claim]:
     tokens = _TOKEN.findall(_normalise(text))
     found: list[_Claim] = []
     for start, run in _runs(tokens):
+        if len(found) >= MAX_CLAIMS:
+            break  # a memory is a message, not a worksheet: the rest is not parsed
         relations = [i for i, t in enumerate(run) if t in _RELATIONS]
         if len(relations) != 1:
             continue  # "a = b = c" chains and runs without a relation are left alone
