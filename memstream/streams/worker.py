@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import signal
 import sys
@@ -21,6 +22,9 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
     exits at once with status 0: nothing has been consumed yet, so nothing is lost."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
+    # a crash inside a native library (ONNX Runtime, Qdrant Edge) names its Python frames
+    # in the worker's log instead of a bare exit status
+    faulthandler.enable()
     # the store, archive, key store, tokens and models hold personal data and secrets:
     # whatever this process creates is readable by its owner only
     os.umask(0o077)
