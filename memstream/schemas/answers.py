@@ -4,7 +4,7 @@ the Python SDK parses them (sdk/http.py), so the two cannot drift apart."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -26,6 +26,26 @@ class SearchResult(BaseModel):
     provenance: list[UUID] = Field(
         default_factory=list, description="a fact's member memories, best first"
     )
+
+
+class CachedResult(BaseModel):
+    """A task's result from the semantic result cache."""
+
+    result_id: str
+    task: str
+    result: str
+    verification: str
+    agent_id: str
+    scope: str
+
+
+class CacheLookup(BaseModel):
+    """`hit` (with the result), `miss`, or `rejected`: a similar task named other values."""
+
+    outcome: Literal["hit", "miss", "rejected"]
+    result: CachedResult | None = None
+    score: float | None = None
+    reason: str | None = None
 
 
 class SearchResults(BaseModel):

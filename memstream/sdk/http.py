@@ -26,7 +26,14 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel
 
-from memstream.schemas.answers import MemoryPage, MemoryView, SearchResult, SubscriptionView
+from memstream.schemas.answers import (
+    CachedResult,
+    CacheLookup,
+    MemoryPage,
+    MemoryView,
+    SearchResult,
+    SubscriptionView,
+)
 
 Outcome = Literal["used", "helped", "wrong", "ignored"]
 
@@ -59,26 +66,6 @@ class DeliveredMemory(BaseModel):
         payload = data.get("payload", data)
         fields = {k: payload[k] for k in cls.model_fields if k in payload and k != "cursor"}
         return cls(cursor=cursor, **fields)
-
-
-class CachedResult(BaseModel):
-    """A task's result from the semantic result cache."""
-
-    result_id: str
-    task: str
-    result: str
-    verification: str
-    agent_id: str
-    scope: str
-
-
-class CacheLookup(BaseModel):
-    """`hit` (with the result), `miss`, or `rejected`: a similar task named other values."""
-
-    outcome: Literal["hit", "miss", "rejected"]
-    result: CachedResult | None = None
-    score: float | None = None
-    reason: str | None = None
 
 
 class ImportSummary(BaseModel):

@@ -27,6 +27,8 @@ from memstream.models.taxonomy import validate_taxonomy
 from memstream.retrieval.modes import KnowledgeItem, candidates_for, consolidate, resolve_mode
 from memstream.retrieval.ranking import ScoredMemory
 from memstream.schemas.answers import (
+    CachedResult,
+    CacheLookup,
     Deliveries,
     MemoryHistory,
     MemoryPage,
@@ -262,15 +264,6 @@ class CachedResultIn(_Body):
     scope: ScopeStr = "tenant"
 
 
-class CachedResultOut(BaseModel):
-    result_id: str
-    task: str
-    result: str
-    verification: str
-    agent_id: str
-    scope: str
-
-
 class Reputation(BaseModel):
     tenant: str
     agent_id: str
@@ -297,13 +290,6 @@ class LedgerView(BaseModel):
 
 class CacheLookupIn(_Body):
     task: str = Field(min_length=1, max_length=4096)
-
-
-class CacheLookupOut(BaseModel):
-    outcome: Literal["hit", "miss", "rejected"]
-    result: CachedResultOut | None = None
-    score: float | None = None
-    reason: str | None = None
 
 
 class SubscriptionCreated(BaseModel):
@@ -352,9 +338,9 @@ def current_caller(
     return caller
 
 
-def _cached(entry: Any) -> CachedResultOut:
+def _cached(entry: Any) -> CachedResult:
     """The answer for a `ResultCache` entry (its tenant and timestamp stay inside)."""
-    return CachedResultOut.model_validate(entry, from_attributes=True)
+    return CachedResult.model_validate(entry, from_attributes=True)
 
 
 def bearer_token(request: Request) -> str:
@@ -544,8 +530,8 @@ def create_api(
         """Every agent's balance in the caller's tenant (`admin` scope)."""
         return await _ledger(who, everyone=True)
 
-    @api.post("/v1/cache", status_code=201, response_model=CachedResultOut)
-    async def cache_result(body: CachedResultIn, who: Writer) -> CachedResultOut:
+    @api.post("/v1/cache", status_code=201, response_model=CachedResult)
+    async def cache_result(body: CachedResultIn, who: Writer) -> CachedResult:
         """Publish a task's result to the semantic result cache, so that an agent about to
         do the same task can look it up first; visible by `scope` like a memory."""
         require_member(who, body.scope)
@@ -554,13 +540,13 @@ def create_api(
         )
         return _cached(entry)
 
-    @api.post("/v1/cache/lookup", response_model=CacheLookupOut)
-    async def cache_lookup(body: CacheLookupIn, who: Reader) -> CacheLookupOut:
+    @api.post("/v1/cache/lookup", response_model=CacheLookup)
+    async def cache_lookup(body: CacheLookupIn, who: Reader) -> CacheLookup:
         """The stored result of a task that means the same and names the same values (host,
         region, number, date, identifier, ...), or none: `miss`, or `rejected` when only
         tasks with other values were similar."""
         found = await backend.cache_lookup(who, body.task)
-        return CacheLookupOut(
+        return CacheLookup(
             outcome=found.outcome,
             result=_cached(found.result) if found.result is not None else None,
             score=found.score,
