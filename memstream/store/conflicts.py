@@ -18,6 +18,7 @@ from datetime import datetime
 from memstream.logging import get_logger
 from memstream.schemas.events import Conflict, ConflictPayload, Indexed, derived_id
 from memstream.store.base import Caller, MemoryStore, StoredMemory, may_supersede
+from memstream.store.sink import writer_of
 
 log = get_logger("memstream.conflicts")
 
@@ -37,16 +38,6 @@ class _Version:
     @property
     def value(self) -> str:
         return (self.memory.fact or {}).get("value", "")
-
-
-def writer_of(record: Indexed) -> Caller:
-    """The record's author as the event proves it: its agent, and the team it wrote into."""
-    scope = record.scope
-    return Caller(
-        record.tenant,
-        record.agent_id,
-        frozenset({scope[5:]}) if scope.startswith("team:") else frozenset(),
-    )
 
 
 def _versions(store: MemoryStore, writer: Caller, key: str) -> list[_Version]:

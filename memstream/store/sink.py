@@ -109,12 +109,22 @@ def write_records(
     return result
 
 
+def writer_of(record: Indexed) -> Caller:
+    """The record's author as the event proves it: its agent, and the team it wrote into
+    (the API lets only members write into a team)."""
+    scope = record.scope
+    return Caller(
+        record.tenant,
+        record.agent_id,
+        frozenset({scope[5:]}) if scope.startswith("team:") else frozenset(),
+    )
+
+
 def _supersede(store: MemoryStore, record: Indexed) -> int:
     """Close the validity of the memories `record` supersedes that its writer may supersede
     (`may_supersede`); others are left alone and logged."""
     scope = record.scope
-    proven = frozenset({scope[5:]}) if scope.startswith("team:") else frozenset()
-    writer = Caller(record.tenant, record.agent_id, proven)
+    writer = writer_of(record)
     visible = {m.memory_id: m for m in store.get(writer, list(record.payload.supersedes))}
     done = 0
     for old_id in record.payload.supersedes:
