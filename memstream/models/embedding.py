@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +46,34 @@ class Embedder(Protocol):
     version: str
 
     def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+class KnownVectors:
+    """An `Embedder` that answers from vectors it was handed (`remember`) and embeds the
+    other texts with `inner`, keeping them too: so a model that embeds texts itself (the
+    tagger) reuses vectors computed elsewhere (the model stage's) instead of running the
+    embedding model twice on them."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.dim = inner.dim
+        self.version = inner.version
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        for text, vector in zip(texts, vectors, strict=True):
+            self.vectors[text] = np.asarray(vector, dtype=np.float32)
+
+    def forget(self) -> None:
+        self.vectors = {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if missing:
+            self.remember(missing, self.inner.embed(missing))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self.vectors[t] for t in texts])
 
 
 class ModelUnavailable(RuntimeError):

@@ -20,6 +20,7 @@ from uuid import UUID
 import numpy as np
 
 from memstream.logging import get_logger
+from memstream.models.embedding import KnownVectors
 from memstream.models.linking import Linker
 from memstream.models.tagging import TagModel
 from memstream.models.taxonomy import TaxonomyBook
@@ -34,22 +35,6 @@ MAX_TAGGERS = 64
 from taxonomy.db when their tenant writes again."""
 
 
-class _GivenVectors:
-    """The model stage's embeddings, handed to a TagModel so nothing is embedded twice;
-    texts it was not given (the taxonomy's examples) go to the real embedder."""
-
-    def __init__(self, embedder: object) -> None:
-        self.embedder = embedder
-        self.given: dict[str, np.ndarray] = {}
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in texts if t not in self.given]
-        if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):  # type: ignore[attr-defined]
-                self.given[text] = vector
-        return np.stack([self.given[t] for t in texts]) if texts else np.zeros((0, 384))
-
-
 @dataclass
 class _TenantTagger:
     generation: int
@@ -60,7 +45,7 @@ class _TenantTagger:
 class TaggingStage:
     def __init__(self, book: TaxonomyBook, embedder: object) -> None:
         self.book = book
-        self.vectors = _GivenVectors(embedder)
+        self.vectors = KnownVectors(embedder)  # type: ignore[arg-type]
         self._taggers: OrderedDict[str, _TenantTagger | None] = OrderedDict()
 
     def _tagger(self, tenant: str) -> _TenantTagger | None:
@@ -93,7 +78,7 @@ class TaggingStage:
         """Per memory: its predicted (tag, probability), best first; [] where the tenant has
         no taxonomy or the author tagged it with taxonomy tags (then it is learned)."""
         out: list[list[tuple[str, float]]] = [[] for _ in texts]
-        self.vectors.given = {t: v for t, v in zip(texts, vectors, strict=True)}
+        self.vectors.remember(texts, vectors)  # the stage's: nothing is embedded twice
         by_tenant: dict[str, list[int]] = {}
         for i, tenant in enumerate(tenants):
             by_tenant.setdefault(tenant, []).append(i)
@@ -112,7 +97,7 @@ class TaggingStage:
                     ask, tagger.model.predict([texts[i] for i in ask], AUTO_TAGS), strict=True
                 ):
                     out[i] = [(tag, round(p, 4)) for tag, p in ranked]
-        self.vectors.given = {}
+        self.vectors.forget()
         return out
 
 
