@@ -742,6 +742,99 @@ def eval_team_pool(
     _emit("eval-team-pool", run_team_pool_eval(dataset, k=k), save=save, as_json=as_json)
 
 
+@eval_app.command("distill")
+def eval_distill(
+    seeds: Annotated[
+        int, typer.Option(min=1, help="seeds to run (0 .. seeds-1 from --first-seed)")
+    ] = 5,
+    first_seed: Annotated[int, typer.Option(min=0)] = 0,
+    teachers: Annotated[int, typer.Option(min=1, help="teachers per seed")] = 3,
+    bad_share: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="share of malformed experience mixed in")
+    ] = 0.10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
+) -> None:
+    """Environment steps a new agent needs to reach CartPole-v1's return threshold, starting
+    from the student distilled from teachers' experience against starting from scratch
+    (docs/distillation.md). Progress goes to stderr."""
+    from memstream.eval.distill import run_distill_eval
+
+    _settings()
+    result = run_distill_eval(
+        seeds=seeds,
+        first_seed=first_seed,
+        teachers=teachers,
+        bad_share=bad_share,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    _emit("eval-distill", result, save=save, as_json=as_json)
+
+
+distill_app = typer.Typer(help="Student policies distilled from experience.", no_args_is_help=True)
+app.add_typer(distill_app, name="distill")
+
+
+@distill_app.command("rebuild")
+def distill_rebuild(
+    tenant: Annotated[str, typer.Option(help="the team's tenant")],
+    team: Annotated[str, typer.Option(help="a team of distill_teams")],
+    version: Annotated[
+        int | None, typer.Option(help="the version whose experience range to replay")
+    ] = None,
+    bootstrap: Annotated[str | None, typer.Option(help="Kafka host:port")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replay `memstream.experience` up to a version's lineage offsets into a new student
+    version (same teachers, config and seed), and say whether its weights are identical."""
+    from memstream.cli_common import stack_settings
+    from memstream.streams.distill import (
+        read_experience,
+        rebuild_student,
+        student_registry,
+        team_specs,
+    )
+
+    settings = stack_settings(_settings())
+    specs = {s.key: s for s in team_specs(settings.distill_teams)}
+    spec = specs.get((tenant, team))
+    if spec is None:
+        raise _fail(f"{tenant}/{team} is not in distill_teams (MEMSTREAM_DISTILL_TEAMS)")
+    models_dir = settings.data_dir / "models"
+    registry = student_registry(models_dir, tenant, spec.model)
+    source = version or registry.current_version()
+    if source is None or source not in registry.versions():
+        raise _fail(f"{spec.model} has no version {source or ''} in {registry.path}".strip())
+    meta = registry.metadata(source)
+    lineage = meta["lineage"]
+    found = require_bootstrap(settings, bootstrap)
+    messages = asyncio.run(read_experience(found, lineage["offsets"], settings))
+    new_version, _ = rebuild_student(
+        messages,
+        spec,
+        lineage,
+        models_dir,
+        max_bytes=settings.max_event_bytes,
+        source_version=source,
+    )
+    if new_version is None:
+        raise _fail("the replayed range holds no experience of the lineage's teachers")
+    rebuilt = registry.metadata(new_version)
+    result = {
+        "model": spec.model,
+        "rebuilt_from": source,
+        "version": new_version,
+        "messages_read": len(messages),
+        "pairs": rebuilt["lineage"]["pairs"],
+        "weights_sha256": rebuilt["weights_sha256"],
+        "identical": rebuilt["weights_sha256"] == meta["weights_sha256"],
+        "same_pairs": rebuilt["lineage"]["pairs_sha256"] == lineage["pairs_sha256"],
+    }
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    if not result["identical"]:
+        raise typer.Exit(code=1)
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     dataset: Annotated[
@@ -918,6 +1011,7 @@ def doctor() -> None:
         report["embedding_session_providers"] = embedder.providers
     except (ModelUnavailable, RuntimeError) as err:
         report["embedding_model"] = f"unavailable: {err}"
+    report["student_policy_session_providers"] = _student_providers(settings)
     try:
         from memstream.broker.tansu import tansu_binary, tansu_version
 
@@ -925,6 +1019,22 @@ def doctor() -> None:
     except Exception as err:
         report["tansu"] = f"unavailable: {err}"
     typer.echo(json.dumps(report, indent=2))
+
+
+def _student_providers(settings: Settings) -> list[str] | str:
+    """The providers a distilled student policy's ONNX session gets here (CUDA first
+    where onnxruntime-gpu sees a GPU): a small policy is built and run once."""
+    import numpy as np
+
+    from memstream.models.policy import SoftmaxPolicy
+    from memstream.models.providers import make_session
+
+    try:
+        session = make_session(SoftmaxPolicy.initial(4, 2).to_onnx(), settings.onnx_provider)
+        session.run(None, {"observation": np.zeros((1, 4), np.float32)})
+        return session.get_providers()
+    except Exception as err:
+        return f"unavailable: {type(err).__name__}: {err}"
 
 
 def _java_or_reason() -> str:

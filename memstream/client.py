@@ -26,6 +26,8 @@ from memstream.broker.security import KafkaSecurity
 from memstream.schemas.events import (
     Delivery,
     Event,
+    Experience,
+    ExperiencePayload,
     Feedback,
     FeedbackPayload,
     Memory,
@@ -38,6 +40,7 @@ from memstream.schemas.events import (
     new_event_id,
 )
 from memstream.schemas.topics import (
+    EXPERIENCE,
     FEEDBACK,
     MAX_EVENT_BYTES,
     MEMORIES,
@@ -189,6 +192,32 @@ class Client:
         )  # type: ignore[arg-type]
         event = Feedback(**self._envelope("tenant", None, None), payload=payload)
         return await self.publish(FEEDBACK.name, event, key=str(payload.memory_id))
+
+    async def publish_experience(
+        self,
+        *,
+        episode: int,
+        step: int,
+        observation: list[float],
+        action: int,
+        reward: float,
+        distribution: list[float],
+        done: bool = False,
+        scope: str = "tenant",
+    ) -> UUID:
+        """One step of a learning agent, for the distillation processor: `scope`
+        `team:<name>` shares it with that team's student (docs/distillation.md)."""
+        payload = ExperiencePayload(
+            episode=episode,
+            step=step,
+            observation=[float(v) for v in observation],
+            action=action,
+            reward=float(reward),
+            done=done,
+            distribution=[float(v) for v in distribution],
+        )
+        event = Experience(**self._envelope(scope, None, None), payload=payload)
+        return await self.publish(EXPERIENCE.name, event, key=self.agent_id)
 
     async def subscribe(
         self,

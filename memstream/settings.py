@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,35 @@ FETCH_MAX_WAIT_MS = 100
 """Every memstream consumer's `fetch_max_wait_ms` (aiokafka's default is 500, Faust's 1500):
 a quiet topic costs one fetch per 100 ms per broker; a memory waits at most that long to be
 read, on brokers that hold a fetch for its whole wait (Tansu) as on Apache Kafka."""
+
+
+class DistillTeam(BaseModel):
+    """A team whose learning agents' experience is distilled into a student policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    observation_dim: int = Field(ge=1, le=1024, description="length of every observation")
+    actions: int = Field(ge=2, le=256, description="number of actions (distribution length)")
+    model: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="name the student is served under (GET /v1/models/{name}); "
+        "default policy-<team>",
+    )
+    teachers: list[str] = Field(
+        default_factory=list,
+        description="agents whose experience is distilled; empty = every agent of the team "
+        "with reputation >= min_reputation (and not quarantined)",
+    )
+    min_reputation: float = Field(default=0.5, ge=0, le=1)
+    every: int = Field(default=2000, ge=1, description="new steps that start a distillation cycle")
+    hidden: int = Field(default=16, ge=1, le=1024)
+    epochs: int = Field(default=300, ge=1, le=100_000)
+    learning_rate: float = Field(default=0.01, gt=0)
+    entropy_weight: float = Field(default=0.01, ge=0)
+    temperature: float = Field(default=0.25, gt=0)
+    episodes_per_teacher: int = Field(default=20, ge=1, le=10_000)
+    seed: int = Field(default=0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -217,6 +246,17 @@ class Settings(BaseSettings):
     )
     linking_enabled: bool = Field(
         default=True, description="link each memory to the related ones in the model stage"
+    )
+    distill_teams: dict[str, DistillTeam] = Field(
+        default_factory=dict,
+        description='teams whose experience is distilled, as "tenant/team" -> its settings '
+        '(JSON in the env var), e.g. {"acme/pilots": {"observation_dim": 4, "actions": 2}}; '
+        "docs/distillation.md",
+    )
+    distill_idle_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="a team with new experience is distilled once none has come for this long",
     )
     archive_enabled: bool = Field(
         default=True, description="archive every catalogue topic under <data_dir>/archive"

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memstream.streams.admin import topic_end_offsets
+
 BAR = 1.8
 """Events/s with 2 model workers over 1 (issue 17, acceptance 1)."""
 
@@ -467,28 +469,6 @@ def _models_used(w: _Worker) -> dict[str, Any]:
     return {}
 
 
-async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    parts = sorted(p["partition"] for d in described for p in d["partitions"])
-    if not parts:
-        raise RuntimeError(f"topic {topic} has no partitions")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-        return {tp.partition: off for tp, off in ends.items()}
-    finally:
-        await consumer.stop()
-
-
 class _Follower:
     """Follows `memstream.indexed` from given offsets: when each distinct id first appeared
     (its producer timestamp), and how many records in all (duplicates: re-reads)."""
@@ -626,7 +606,7 @@ async def _run_once(
     group = f"memstream-scale-{tag}"
     data_dir = root / f"run-{tag}"
     data_dir.mkdir()
-    start = await _end_offsets(bootstrap, INDEXED.name)
+    start = await topic_end_offsets(bootstrap, INDEXED.name)
     follower = _Follower(bootstrap, INDEXED.name, start)
     following = asyncio.create_task(follower.run())
     workers: list[_Worker] = []

@@ -96,3 +96,26 @@ class SubscriptionView(BaseModel):
     expires_at: datetime | None
     include_own: bool
     created_at: datetime
+
+
+class ModelVersion(BaseModel):
+    """A published student policy (GET /v1/models/{name}): the ONNX model, its version and
+    lineage, which experience it was distilled from."""
+
+    name: str
+    version: int
+    versions: list[int] = Field(description="every published version, ascending")
+    team: str
+    observation_dim: int
+    actions: int
+    weights_sha256: str = Field(description="digest of the float32 weights")
+    published_at: float
+    lineage: dict[str, Any] = Field(
+        description="topic, offsets (partition -> next offset covered), teachers, pairs, "
+        "pairs_sha256, config, and rebuilt_from for a version a replay made"
+    )
+    input: str = Field(default="observation", description="ONNX input, float32 [N, d]")
+    output: str = Field(default="probabilities", description="ONNX output, float32 [N, actions]")
+    onnx_b64: str | None = Field(
+        default=None, description="the ONNX model, base64 (left out with include_model=false)"
+    )

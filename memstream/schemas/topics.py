@@ -68,6 +68,11 @@ CONFLICTS = TopicSpec(
     "memstream.conflicts", "tenant/subject", "a memory superseded by one with another value"
 )
 POOLED = TopicSpec("memstream.pooled", "tenant/team", "teams' pooled memory states")
+EXPERIENCE = TopicSpec(
+    "memstream.experience",
+    "agent id",
+    "learning agents' steps (observation, action, reward, action distribution) to distil",
+)
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     OBSERVATIONS,
@@ -82,8 +87,12 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     LINKS,
     CONFLICTS,
     POOLED,
+    EXPERIENCE,
 )
 TOPICS: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOGUE}
 
 INPUT_KINDS: dict[str, str] = {OBSERVATIONS.name: "observation", MEMORIES.name: "memory"}
 """Which event kind each pipeline input topic carries."""
+
+VALIDATED_KINDS: dict[str, str] = {**INPUT_KINDS, EXPERIENCE.name: "experience"}
+"""Every topic whose events `validate_event` checks, and the kind it carries."""

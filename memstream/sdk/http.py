@@ -31,6 +31,7 @@ from memstream.schemas.answers import (
     CacheLookup,
     MemoryPage,
     MemoryView,
+    ModelVersion,
     SearchResult,
     SubscriptionView,
 )
@@ -394,6 +395,11 @@ class HttpClient:
         """A stored result for this task (same meaning, same values), if there is one."""
         return CacheLookup(**self._do(_Call("POST", "/v1/cache/lookup", body={"task": task})))
 
+    def model(self, name: str, version: int | None = None) -> ModelVersion:
+        """A student policy of your team (`onnx_b64` holds the model; NotFound before the
+        first version, Forbidden outside the team)."""
+        return ModelVersion(**self._do(_Call("GET", f"/v1/models/{name}", {"version": version})))
+
     def subscribe(
         self,
         query: str,
@@ -624,6 +630,10 @@ class AsyncHttpClient:
 
     async def pooled_state(self, team: str) -> dict[str, Any]:
         return await self._do(_Call("GET", f"/v1/teams/{team}/pooled"))
+
+    async def model(self, name: str, version: int | None = None) -> ModelVersion:
+        data = await self._do(_Call("GET", f"/v1/models/{name}", {"version": version}))
+        return ModelVersion(**data)
 
     async def lookup(self, task: str) -> CacheLookup:
         """A stored result for this task (same meaning, same values), if there is one."""

@@ -33,6 +33,7 @@ from memstream.schemas.answers import (
     MemoryHistory,
     MemoryPage,
     MemoryView,
+    ModelVersion,
     SearchResult,
     SearchResults,
     SubscriptionView,
@@ -150,6 +151,10 @@ class Backend(Protocol):
     async def standing(self, caller: Caller, agent_id: str) -> Any: ...
 
     def pooled_state(self, caller: Caller, team: str) -> Any: ...
+
+    def student(
+        self, caller: Caller, name: str, version: int | None, include_model: bool
+    ) -> ModelVersion | None: ...
 
     async def taxonomy(self, caller: Caller, taxonomy: dict[str, list[str]] | None) -> Any: ...
 
@@ -497,6 +502,24 @@ def create_api(
         found = backend.pooled_state(who, team)
         if found is None:
             raise HTTPException(404, f"no pooled state for team {team!r} on this worker yet")
+        return found
+
+    @api.get("/v1/models/{name}", response_model=ModelVersion, response_model_exclude_none=True)
+    async def student_model(
+        name: Annotated[str, Path(min_length=1, max_length=128)],
+        who: Reader,
+        version: Annotated[int | None, Query(ge=1, description="default: the current one")] = None,
+        include_model: Annotated[bool, Query(description="the ONNX bytes, base64")] = True,
+    ) -> ModelVersion:
+        """A student policy distilled from the team's experience (docs/distillation.md): its
+        ONNX model (`observation` float32 [N, d] -> `probabilities`), version and lineage.
+        Members of the model's team only; another tenant's models do not exist here."""
+        try:
+            found = backend.student(who, name, version, include_model)
+        except PermissionError as err:
+            raise HTTPException(403, str(err)) from err
+        if found is None:
+            raise HTTPException(404, f"no model {name!r} (or no such version) in your tenant")
         return found
 
     @api.get("/v1/agents/{agent_id}/reputation", response_model=Reputation)

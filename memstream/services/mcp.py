@@ -288,6 +288,21 @@ def build_server(client_for: ClientFor) -> MCPServer[Any]:
             return await api.pooled_state(team)
 
     @server.tool()
+    async def get_model(
+        name: Annotated[
+            str, Field(description="a student policy of your team, e.g. policy-<team>")
+        ],
+        ctx: Context,
+        version: Annotated[int | None, Field(description="default: the current one")] = None,
+    ) -> dict[str, Any]:
+        """A student policy distilled from your team's experience: {"version", "lineage"
+        (which experience offsets and teachers it was fitted on), "onnx_b64" (the ONNX model:
+        input `observation` float32 [N, d], output `probabilities`), ...}. Team members only."""
+        async with _api(client_for, ctx) as api:
+            found = await api.model(name, version)
+        return found.model_dump(mode="json")
+
+    @server.tool()
     async def lookup_result(
         task: Annotated[
             str, Field(description="the task you are about to do, as you would put it")

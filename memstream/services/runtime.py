@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +31,7 @@ from memstream.models.compression import decode_vectors
 from memstream.models.embedding import Embedder
 from memstream.retrieval import RankingWeights, Retriever
 from memstream.retrieval.ranking import ScoredMemory
+from memstream.schemas.answers import ModelVersion
 from memstream.schemas.events import Delivery, Event, Indexed, Subscription
 from memstream.schemas.topics import DELIVERIES, SUBSCRIPTIONS
 from memstream.services.gateway import delivery_key
@@ -94,6 +96,9 @@ class WorkerServices:
         self.ledger_tenants: frozenset[str] = frozenset()
         self.taxonomies: Any = None  # the data dir's memstream.models.taxonomy.TaxonomyBook
         self.team_pool: Any = None  # the sink's memstream.streams.team_pool.TeamPoolStage
+        self.distiller: Any = None  # the sink's memstream.streams.distill.DistillationStage
+        self.students: dict[tuple[str, str], Any] = {}  # (tenant, model) -> its TeamSpec
+        self.models_dir: Path | None = None  # where the students' registries are
         self.subscriptions = SubscriptionIndex(dim=embedder.dim)
         self._owners: dict[str, tuple[str, str]] = {}
         self._subscription_views: dict[str, dict[str, Any]] = {}
@@ -275,6 +280,39 @@ class WorkerServices:
         """The team's latest pooled state in the caller's tenant (None: none yet here)."""
         stage = self.team_pool
         return None if stage is None else stage.latest.get((caller.tenant, team))
+
+    def student(
+        self, caller: Caller, name: str, version: int | None, include_model: bool
+    ) -> ModelVersion | None:
+        """A student policy of the caller's tenant: None where it has no such model (or no
+        version yet); PermissionError unless the caller is in the model's team (or holds
+        the admin scope)."""
+        spec = self.students.get((caller.tenant, name))
+        if spec is None or self.models_dir is None:
+            return None
+        if spec.team not in caller.teams and "admin" not in caller.scopes:
+            raise PermissionError(f"agent {caller.agent_id!r} is not in team {spec.team!r}")
+        from memstream.streams.distill import student_registry
+
+        registry = student_registry(self.models_dir, spec.tenant, spec.model)
+        versions = registry.versions()
+        chosen = registry.current_version() if version is None else version
+        if chosen is None or chosen not in versions:
+            return None
+        meta = registry.metadata(chosen)
+        onnx_bytes = registry.load(chosen) if include_model else None
+        return ModelVersion(
+            name=name,
+            version=chosen,
+            versions=versions,
+            team=spec.team,
+            observation_dim=meta["observation_dim"],
+            actions=meta["actions"],
+            weights_sha256=meta["weights_sha256"],
+            published_at=meta["published_at"],
+            lineage=meta["lineage"],
+            onnx_b64=base64.b64encode(onnx_bytes).decode() if onnx_bytes is not None else None,
+        )
 
     async def standing(self, caller: Caller, agent_id: str) -> Any:
         """Reputation of `agent_id` in the caller's tenant (never another tenant's)."""

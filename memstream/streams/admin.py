@@ -118,3 +118,30 @@ async def partition_count(bootstrap: str, topic: str) -> int:
     if count:
         _partition_counts[(bootstrap, topic)] = count
     return max(count, 1)
+
+
+async def topic_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset of `topic` now (partition -> next offset). Not on Tansu,
+    whose `end_offsets` is wrong (memstream.broker.tansu)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **kafka_client_kwargs()
+    )
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    parts = sorted(p["partition"] for d in described for p in d["partitions"])
+    if not parts:
+        raise RuntimeError(f"topic {topic} has no partitions")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_client_kwargs()
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()

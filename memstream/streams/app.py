@@ -48,6 +48,7 @@ from memstream.schemas.topics import (
     DEAD_LETTER,
     DELIVERIES,
     ERASURES,
+    EXPERIENCE,
     FEEDBACK,
     INDEXED,
     INPUT_KINDS,
@@ -63,6 +64,7 @@ from memstream.store.sink import call_retrying, open_when_available, write_isola
 from memstream.store.token_vectors import TokenVectorStore
 from memstream.store.tombstones import TOMBSTONES_FILE, Tombstones
 from memstream.streams.annotate import LinkingStage, TaggingStage
+from memstream.streams.distill import DistillationStage, fit_and_publish, take, team_specs
 from memstream.streams.enrich import ModelStage, links_event, verification_report
 from memstream.streams.faust_app import LowLatencyApp
 from memstream.streams.plugins import attach_archive, attach_processors
@@ -467,6 +469,10 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
     services.team_pool = TeamPoolStage() if roles.sink else None
     services.taxonomies = TaxonomyBook(settings.data_dir / TAXONOMY_FILE)
     services.ledger_tenants = ledger_tenants
+    services.students = {
+        (spec.tenant, spec.model): spec for spec in team_specs(settings.distill_teams)
+    }
+    services.models_dir = settings.data_dir / "models"
     app.memstream_services = services  # type: ignore[attr-defined]
     if store is not None:
         atexit.register(store.close)  # flushes the shard when the worker exits
@@ -772,6 +778,48 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         attach_processors(app, settings, dead, None)  # None: plug-ins get their own thread
     if roles.sink and settings.archive_enabled:
         attach_archive(app, settings, settings.data_dir / "archive", archived_topics())
+
+    if roles.sink:
+        distiller = DistillationStage(
+            team_specs(settings.distill_teams), settings.data_dir / "models", reputation
+        )
+        services.distiller = distiller
+        # its own thread: a cycle fits for seconds and must not hold up ingest or queries
+        distill_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-distill")
+
+        async def run_cycles(due: list[tuple[str, str]]) -> None:
+            for key in due:
+                snapshot = distiller.snapshot(key)
+                registry = distiller.registry(snapshot.spec)
+                try:
+                    await loop_run(distill_executor, fit_and_publish, snapshot, registry)
+                except Exception:  # derived: the next cycle tries again; nothing is lost
+                    log.exception("distillation cycle failed", tenant=key[0], team=key[1])
+
+        @app.agent(app.topic(EXPERIENCE.name, **raw), name="memstream.distill")
+        async def distill(stream: faust.StreamT) -> None:
+            """Experience of learning agents into their teams' buffers (bad steps are
+            dead-lettered with their reason); a cycle publishes a student."""
+            async for events in stream.take_events(settings.batch_size, within=window):
+                for event in events:
+                    msg = event.message
+                    try:
+                        error = take(
+                            distiller,
+                            msg.value,
+                            msg.partition,
+                            msg.offset,
+                            settings.max_event_bytes,
+                        )
+                    except Exception as exc:
+                        error = _processor_error("distill", exc)
+                    if error is not None:
+                        await reject(error, "distill", msg)
+                await run_cycles(distiller.due())
+
+        @app.timer(interval=1.0)
+        async def distill_when_idle() -> None:
+            await run_cycles(distiller.due(idle_s=settings.distill_idle_s))
 
     if roles.sink and settings.learner_enabled:
         learner = FeedbackLearner(

@@ -20,7 +20,7 @@ from memstream.schemas.events import (
     Event,
     Slug,
 )
-from memstream.schemas.topics import INPUT_KINDS, MAX_EVENT_BYTES
+from memstream.schemas.topics import MAX_EVENT_BYTES, VALIDATED_KINDS
 
 SYSTEM_TENANT = "memstream-system"
 """Tenant of dead letters whose own tenant cannot be read."""
@@ -40,6 +40,7 @@ REASONS = (
     "processor_error",
     "store_error",
     "pii_dropped",
+    "wrong_shape",
 )
 """Every `reason` code a dead letter can carry."""
 
@@ -73,7 +74,7 @@ def validate_event(value: bytes | None, topic: str, max_bytes: int = MAX_EVENT_B
         raise InvalidEvent("empty", "the message has no value")
     if len(value) > max_bytes:
         raise InvalidEvent("oversize", f"{len(value)} bytes is over the limit of {max_bytes}")
-    kind = INPUT_KINDS.get(topic)
+    kind = VALIDATED_KINDS.get(topic)
     if kind is None:
         raise InvalidEvent("wrong_kind", f"topic {topic} is not a pipeline input")
     try:

@@ -53,6 +53,11 @@ class Worker:
         )
 
 
+DISTILL_TEAMS = (
+    '{"distill-test/pilots": {"observation_dim": 4, "actions": 2, "every": 100000, "epochs": 60}}'
+)
+
+
 @pytest.fixture(scope="session")
 def worker(topics: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """One `memstream worker` process serving the API; its log is `worker.log` in data_dir."""
@@ -73,6 +78,9 @@ def worker(topics: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> It
         # one tenant of its own keeps a ledger and has a seed rater (test_pool_books.py)
         MEMSTREAM_LEDGER_TENANTS='["pool-books"]',
         MEMSTREAM_REPUTATION_SEEDS='["pool-books/seed"]',
+        # one team distils its agents' experience (test_distill.py); few epochs: a test
+        MEMSTREAM_DISTILL_TEAMS=DISTILL_TEAMS,
+        MEMSTREAM_DISTILL_IDLE_S="2",
     )
     try:
         asyncio.run(probe_pipeline(topics.bootstrap, timeout=90))

@@ -44,6 +44,7 @@ TOOLS = {
     "lookup_result",
     "cache_result",
     "team_state",
+    "get_model",
 }
 DELIVERIES = "memstream://deliveries"
 

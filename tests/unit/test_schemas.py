@@ -76,6 +76,7 @@ def test_every_kind_has_a_model_and_a_schema_file() -> None:
         "links",
         "conflict",
         "pooled_state",
+        "experience",
     }
     assert set(render_schemas()) == {f"{kind}.schema.json" for kind in EVENT_MODELS_ALL}
 

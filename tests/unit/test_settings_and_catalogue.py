@@ -26,7 +26,7 @@ def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_catalogue_names_are_unique_and_inputs_are_in_it() -> None:
-    assert len(TOPICS) == len(CATALOGUE) == 12
+    assert len(TOPICS) == len(CATALOGUE) == 13
     assert set(INPUT_KINDS) <= set(TOPICS)
     assert all(name.startswith("memstream.") for name in TOPICS)
 
