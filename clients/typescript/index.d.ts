@@ -47,6 +47,25 @@ export interface PooledState {
   model: string;
 }
 
+/** A student policy distilled from a team's experience (`GET /v1/models/{name}`). */
+export interface ModelVersion {
+  name: string;
+  version: number;
+  versions: number[];
+  team: string;
+  observation_dim: number;
+  actions: number;
+  /** digest of the float32 weights */
+  weights_sha256: string;
+  published_at: number;
+  /** topic, offsets (partition -> next offset covered), teachers, pairs, config, ... */
+  lineage: Record<string, unknown>;
+  input: string;
+  output: string;
+  /** the ONNX model, base64 */
+  onnx_b64?: string;
+}
+
 /** One memory as its reader may see it (`GET /v1/memories/{id}`). */
 export interface MemoryRecord {
   memory_id: string;
@@ -362,6 +381,8 @@ export class MemstreamClient {
   reputation(agentId: string, options?: RequestOptions): Promise<Reputation>;
   /** A team's pooled memory state (members of the team only). */
   pooledState(team: string, options?: RequestOptions): Promise<PooledState>;
+  /** A student policy of your team: version, lineage, the ONNX model (`onnx_b64`). */
+  model(name: string, options?: RequestOptions & { version?: number }): Promise<ModelVersion>;
   /** A standing query; resolves to its id (applies within moments: see `subscriptions`). */
   subscribe(query: string, options?: SubscribeOptions): Promise<string>;
   /** Cancel a subscription this agent made (NotFound otherwise). */

@@ -520,6 +520,18 @@ export class MemstreamClient {
   }
 
   /**
+   * A student policy distilled from the team's experience (members of its team only):
+   * version, lineage and the ONNX model as base64 (`onnx_b64`).
+   * @param {string} name
+   * @param {{version?: number, signal?: AbortSignal}} [options]
+   * @returns {Promise<import("./index.js").ModelVersion>}
+   */
+  async model(name, options = {}) {
+    const path = `/v1/models/${encodeURIComponent(name)}`;
+    return this._do("GET", path, { params: { version: options.version }, signal: options.signal });
+  }
+
+  /**
    * A standing query; resolves to the subscription id. Read deliveries with `stream` or
    * `deliveries`. It takes a moment to apply: `subscriptions()` lists it once it does.
    * @param {string} query

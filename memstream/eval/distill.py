@@ -67,9 +67,19 @@ class Learner:
         distribution = self.policy.probabilities(observation)[0]
         return int(self.rng.choice(len(distribution), p=distribution)), distribution
 
-    def update(self, observations: list[np.ndarray], actions: list[int], rewards: list[float]):
+    def update(
+        self,
+        observations: list[np.ndarray],
+        actions: list[int],
+        rewards: list[float],
+        truncated: bool = False,
+    ) -> None:
+        """One step on an episode. An episode cut by the time limit did not end: its
+        returns are bootstrapped with the baseline's mean return instead of 0 (Pardo et al.,
+        "Time Limits in Reinforcement Learning", 2018), else the last steps of a perfect
+        episode look like failures and a good policy is pushed off."""
         returns = np.zeros(len(rewards))
-        running = 0.0
+        running = self.baseline[0] if truncated and self.baseline is not None else 0.0
         for i in range(len(rewards) - 1, -1, -1):
             running = rewards[i] + GAMMA * running
             returns[i] = running
@@ -120,7 +130,7 @@ def learn(
             rewards.append(float(reward))
             observation = nxt
             steps += 1
-        learner.update(observations, actions, rewards)
+        learner.update(observations, actions, rewards, truncated=bool(truncated and not terminated))
         returns.append(sum(rewards))
         observation, _ = env.reset()
         if len(returns) >= window and float(np.mean(returns[-window:])) >= threshold:

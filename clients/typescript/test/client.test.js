@@ -207,6 +207,7 @@ test("knowledge mode, as-of search and the pooled state's access rule", SLOW, as
   const then = await ada.search(`${run} cache cluster size`, { k: 5, asOf: before });
   assert.ok(then.every((hit) => hit.memory_id !== id));
   await assert.rejects(ada.pooledState("infra"), Forbidden);
+  await assert.rejects(ada.model("policy-nobody"), NotFound);
 });
 
 test("subscribe, then deliveries and stream get what the other agent published", SLOW, async () => {
