@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from memstream.models.policy import Adam, SoftmaxPolicy
-from memstream.schemas.events import Experience, ExperiencePayload
+from memstream.schemas.events import Experience, ExperiencePayload, new_event_id
 from memstream.schemas.topics import MAX_EVENT_BYTES
 from memstream.settings import DistillTeam
 from memstream.streams.distill import DistillationStage, TeamSpec, fit_and_publish, take
@@ -147,7 +147,7 @@ def reward_threshold() -> float:
 def bad_variants(event: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """A malformed copy of a valid event: one of the faults the processor must reject."""
     bad = json.loads(json.dumps(event))
-    bad["event_id"] = str(__import__("uuid").uuid4())
+    bad["event_id"] = str(new_event_id())  # valid, so the fault below is what is wrong
     fault = int(rng.integers(4))
     if fault == 0:
         bad["payload"]["observation"][0] = float("nan")
