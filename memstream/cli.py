@@ -862,12 +862,34 @@ def eval_retrieval(
             "characters returned beside recall; memstream/retrieval/modes.py)"
         ),
     ] = None,
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            "--ablation",
+            help="each pipeline step on and off, recall@5 pooled and per conversation, with "
+            "search time: the table in docs/retrieval.md",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     save: Annotated[bool, typer.Option(help="save under benchmarks/results/")] = True,
 ) -> None:
     """Recall@k of evidence turns: hybrid retrieval, with BM25 and dense baselines; with
-    --mode, knowledge mode (consolidated facts) against episodic (raw memories)."""
+    --mode, knowledge mode (consolidated facts) against episodic (raw memories); with
+    --ablation, the steps of the pipeline one by one."""
     from memstream.eval.retrieval import run_retrieval_eval
+
+    if ablation:
+        from memstream.eval.retrieval_ablation import ablation_table, run_retrieval_ablation
+
+        result = run_retrieval_ablation(dataset, pii_policy=pii_policy)
+        result["table"] = ablation_table(result)
+        if as_json:
+            _emit("eval-retrieval-ablation", result, save=save, as_json=True)
+            return
+        if save:
+            typer.echo(f"saved to {_save_result('eval-retrieval-ablation', result)}")
+        typer.echo(result["table"])
+        return
 
     if mode is not None:
         from memstream.eval.modes import run_modes_eval

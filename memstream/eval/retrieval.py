@@ -12,6 +12,7 @@ late interaction). `search_ms` is the per-question latency of each mode (p50, p9
 
 from __future__ import annotations
 
+import gc
 import re
 import tempfile
 import time
@@ -27,6 +28,7 @@ from memstream.eval.locomo import CATEGORY_NAMES, LocomoData, Turn, load_locomo,
 from memstream.models.embedding import Embedder, OnnxEmbedder
 from memstream.models.registry import HotSwapScorer, ModelRegistry
 from memstream.retrieval import RankingWeights, Retriever
+from memstream.retrieval.ranking import ScoredMemory
 from memstream.schemas.events import Memory
 from memstream.store.base import Caller, MemoryStore
 from memstream.store.sink import write_records
@@ -117,6 +119,15 @@ def ingest(
     store.optimize()
 
 
+def ranked_turns(results: list[ScoredMemory], dia_of: dict[str, str]) -> list[str]:
+    """The turn ids of ranked results; a merged duplicate stands for its copies too."""
+    ranked = []
+    for result in results:
+        ranked.append(dia_of.get(str(result.memory.memory_id), ""))
+        ranked += [dia_of.get(p["memory_id"], "") for p in result.memory.provenance]
+    return ranked
+
+
 def run_retrieval_eval(
     dataset: Path,
     ks: tuple[int, ...] = (1, 5, 10),
@@ -124,14 +135,20 @@ def run_retrieval_eval(
     weights: RankingWeights | None = None,
     pii_policy: str = "worker",
     token_vectors: str = "ingest",
+    query_embedder: Embedder | None = None,
 ) -> dict[str, Any]:
-    """`pii_policy`: what the privacy stage does with personal data in the turns; `allow`
-    (the default here) indexes them as spoken, `seal` as the worker does by default, which
-    hides speaker and other names from the lexical index and the embedding."""
+    """`pii_policy`: what the privacy stage does with personal data in the turns: `worker`
+    (the default) as the worker's settings say, `allow` indexes them as spoken. Without
+    `embedder`, ingest and queries get the worker's two ONNX sessions (the model stage's,
+    not spinning, and the query path's single-threaded one), so `search_ms` is what a
+    worker answers in; `query_embedder` defaults to `embedder` when that is given."""
     from memstream.store.edge import EdgeStore
 
     data = load_locomo(dataset)
-    embedder = embedder or OnnxEmbedder()
+    if embedder is None:
+        embedder = OnnxEmbedder(spin=False)
+        query_embedder = query_embedder or OnnxEmbedder(threads=1)
+    query_embedder = query_embedder or embedder
     memories, dia_of, asked_at = turn_memories(data)
     # the published BM25 figure indexes each turn alone: a second store without context
     plain, plain_dia_of, _ = turn_memories(data, with_context=False)
@@ -154,11 +171,15 @@ def run_retrieval_eval(
             ingest(
                 plain_store, ModelStage(embedder, HotSwapScorer(registry)), plain, privacy=privacy
             )
-            retriever = Retriever(store, embedder, weights, kept_tokens=kept)
+            retriever = Retriever(store, query_embedder, weights, kept_tokens=kept)
             first_stage = Retriever(
-                store, embedder, replace(weights or RankingWeights(), rerank_window=0)
+                store, query_embedder, replace(weights or RankingWeights(), rerank_window=0)
             )
-            plain_retriever = Retriever(plain_store, embedder, weights)
+            plain_retriever = Retriever(plain_store, query_embedder, weights)
+            # as the worker does once started (streams/worker.py): no full collection walks
+            # the models' objects in the middle of a timed search
+            gc.collect()
+            gc.freeze()
             for question in data.questions:
                 caller = Caller(f"locomo-{_slug(question.conversation)}", "evaluator")
                 now = asked_at[question.conversation]
@@ -179,10 +200,7 @@ def run_retrieval_eval(
                         )
                         latency[mode].append(time.perf_counter() - started)
                         ids = dia_of
-                    ranked = []
-                    for result in results:  # a merged duplicate stands for its copies too
-                        ranked.append(ids.get(str(result.memory.memory_id), ""))
-                        ranked += [ids.get(p["memory_id"], "") for p in result.memory.provenance]
+                    ranked = ranked_turns(results, ids)
                     for k in ks:
                         value = recall_at_k(ranked, question.evidence, k)
                         recalls[mode][k].append(value)
@@ -190,6 +208,7 @@ def run_retrieval_eval(
                             by_category[question.category][k].append(value)
             stored = store.count()
         finally:
+            gc.unfreeze()
             store.close()
             plain_store.close()
 

@@ -29,7 +29,8 @@ MAX_TOKENS = 256
 
 @dataclass(frozen=True)
 class TokenVectors:
-    """One text's word pieces and their contextual vectors (float16, unit length)."""
+    """One text's word pieces and their contextual vectors (unit length; float16 from the
+    model, float32 when read back from `store.token_vectors`)."""
 
     vectors: np.ndarray  # (pieces, dim)
     tokens: tuple[str, ...]

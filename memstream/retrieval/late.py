@@ -153,15 +153,21 @@ class LateInteraction:
             return np.zeros(len(memories), dtype=np.float32)
         pieces = [set(d.tokens) | set(c.tokens) for d, c in zip(docs, ctxs, strict=True)]
         weights = _weights(q.tokens, pieces)
-        qv = q.vectors.astype(np.float32)
-        out = np.zeros(len(memories), dtype=np.float32)
-        for j, (doc, ctx) in enumerate(zip(docs, ctxs, strict=True)):
-            best = np.full(len(q.tokens), -1.0, dtype=np.float32)
-            if doc.tokens:
-                best = np.maximum(best, (qv @ doc.vectors.astype(np.float32).T).max(1))
-            if ctx.tokens:
-                best = np.maximum(
-                    best, CONTEXT_WEIGHT * (qv @ ctx.vectors.astype(np.float32).T).max(1)
-                )
-            out[j] = float((best * weights).sum() / weights.sum())
+        qv = q.vectors.astype(np.float32, copy=False)
+        best = np.maximum(_max_per_text(qv, docs), CONTEXT_WEIGHT * _max_per_text(qv, ctxs))
+        best[np.isneginf(best)] = -1.0  # (memories, query pieces); -1: nothing to match
+        return ((best * weights).sum(axis=1) / weights.sum()).astype(np.float32)
+
+
+def _max_per_text(query: np.ndarray, texts: list[TokenVectors]) -> np.ndarray:
+    """For each text, each query piece's best similarity with one of its pieces (-inf for a
+    text without pieces): one matrix product over all texts' pieces at once."""
+    out = np.full((len(texts), len(query)), -np.inf, dtype=np.float32)
+    present = [i for i, t in enumerate(texts) if t.tokens]
+    if not present:
         return out
+    stacked = np.concatenate([texts[i].vectors.astype(np.float32, copy=False) for i in present])
+    starts = np.cumsum([0] + [len(texts[i].tokens) for i in present[:-1]])
+    similarity = query @ stacked.T  # (query pieces, all pieces)
+    out[present] = np.maximum.reduceat(similarity, starts, axis=1).T
+    return out

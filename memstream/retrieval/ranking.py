@@ -12,7 +12,7 @@ by an agent the query names get two standard deviations of relevance on top: nea
 filter, but not one, since others write about them too. The retriever also embeds the
 query without the name (see `search.py`). On LoCoMo the two lifted recall@5 from 0.674 to
 0.727; the subject weight was compared at 1, 1.5 and 2 on each dev conversation separately
-(scripts/retrieval_ablation.py) and 2 was at least as good on all three. The rerank stage (`late.py`) adds MaxSim over
+(`memstream eval retrieval --ablation`) and 2 was better on all three. The rerank stage (`late.py`) adds MaxSim over
 the top `rerank_window` candidates and halves lexical there, since MaxSim also rewards
 shared words: 0.727 -> 0.780.
 """

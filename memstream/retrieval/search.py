@@ -31,11 +31,15 @@ class Retriever:
         kept_tokens: TokenVectorStore | None = None,
         reputation: Callable[[str, str], float] | None = None,
         excluded_author: Callable[[str, str], bool] | None = None,
+        strip_names: bool = True,
     ) -> None:
         """`kept_tokens`: the token vectors the ingest path kept (`ModelStage`), read by the
         rerank before it runs the model on a candidate. `reputation(tenant, agent)`: the
         authors' reputation, a ranking term (see `rank`). `excluded_author(tenant, agent)`:
-        authors whose memories leave the candidates (a quarantined contributor)."""
+        authors whose memories leave the candidates (a quarantined contributor).
+        `strip_names=False` embeds the query as asked even when it names an author (the
+        ablation's step before that change; the subject boost still applies)."""
+        self.strip_names = strip_names
         self.reputation = reputation
         self.excluded_author = excluded_author
         self.store = store
@@ -44,6 +48,16 @@ class Retriever:
         self.candidates = candidates
         reranks = self.weights.rerank_window > 0 and isinstance(embedder, TokenEmbedder)
         self.late = LateInteraction(embedder, kept=kept_tokens) if reranks else None
+        self._authors: dict[str, set[str]] = {}  # tenant -> agent ids seen among candidates
+
+    def _learn_authors(self, tenant: str, hits: list[Hit]) -> None:
+        """Remember who writes in a tenant, so the next query naming one of them embeds
+        once (ids only: what a name-free query is, never what they wrote)."""
+        known = self._authors.setdefault(tenant, set())
+        if len(known) < _MAX_AUTHORS_PER_TENANT:
+            known.update(h.memory.agent_id for h in hits)
+        if len(self._authors) > _MAX_TENANTS_REMEMBERED:
+            self._authors.pop(next(iter(self._authors)))
 
     def search(
         self,
@@ -62,27 +76,13 @@ class Retriever:
         `tags` narrow the candidates (any of each list). `as_of`: the memories valid at that
         time (bi-temporal: a superseded value is found as of when it held), ranked as then."""
         now = as_of or now or datetime.now(UTC)
-        vector = self._embed_query(query, mode) if mode in ("hybrid", "dense") else None
-        sparse = query_sparse(query) if mode in ("hybrid", "lexical") else None
         limit = max(self.candidates, k)
         valid_at = now if only_valid else None
-        hits = self.store.search(
-            caller,
-            dense=vector,
-            sparse=sparse,
-            limit=limit,
-            valid_at=valid_at,
-            topics=topics,
-            tags=tags,
-        )
-        subjects = named_agents(query, hits) if mode == "hybrid" else frozenset()
-        about = without_agents(query, subjects)
-        if about != query:
-            # A name dominates a small embedding model's vector ("What pets does Melanie
-            # have?" matches everything said to or about Melanie): the subject boost handles
-            # who, so the dense side searches for what.
-            vector = self._embed_query(about, mode)
-            hits = self.store.search(
+        sparse = query_sparse(query) if mode in ("hybrid", "lexical") else None
+
+        def candidates(text: str) -> tuple[np.ndarray | None, list[Hit]]:
+            vector = self._embed_query(text, mode) if mode in ("hybrid", "dense") else None
+            found = self.store.search(
                 caller,
                 dense=vector,
                 sparse=sparse,
@@ -91,6 +91,26 @@ class Retriever:
                 topics=topics,
                 tags=tags,
             )
+            return vector, found
+
+        # A name dominates a small embedding model's vector ("What pets does Melanie have?"
+        # matches everything said to or about Melanie): the subject boost handles who, so
+        # the dense side searches for what. The names are those of the tenant's authors
+        # seen in earlier searches; only when the candidates show an author named in the
+        # query that was not known yet is the search run again without that name too.
+        subjects: frozenset[str] = frozenset()
+        if mode == "hybrid":
+            subjects = named_in(query, self._authors.get(caller.tenant, set()))
+        about = without_agents(query, subjects) if self.strip_names else query
+        vector, hits = candidates(about)
+        if mode == "hybrid":
+            self._learn_authors(caller.tenant, hits)
+            named = subjects | named_agents(query, hits)
+            if named != subjects:
+                subjects = named
+                if self.strip_names:
+                    about = without_agents(query, subjects)
+                    vector, hits = candidates(about)
         if self.excluded_author is not None:
             hits = [h for h in hits if not self.excluded_author(h.memory.tenant, h.memory.agent_id)]
         if mode == "dense":
@@ -140,15 +160,23 @@ class Retriever:
 
 
 _MIN_AGENT_ID = 3  # shorter ids ("a", "ai") would match ordinary words
+_MAX_AUTHORS_PER_TENANT = 10_000
+_MAX_TENANTS_REMEMBERED = 10_000
 
 
 def named_agents(query: str, hits: list[Hit]) -> frozenset[str]:
     """Authors among the candidates whose agent id the query names as a word ("melanie" in
     "What pets does Melanie have?"): the query is about them."""
-    authors = {h.memory.agent_id for h in hits if len(h.memory.agent_id) >= _MIN_AGENT_ID}
+    return named_in(query, {h.memory.agent_id for h in hits})
+
+
+def named_in(query: str, agents: set[str]) -> frozenset[str]:
+    """Those of ``agents`` whose id the query names as a word."""
+    if not agents:
+        return frozenset()
     words = set(re.findall(r"[\w.-]+", query.lower()))
     words |= {w.strip(".-") for w in words}
-    return frozenset(a for a in authors if a.lower() in words)
+    return frozenset(a for a in agents if len(a) >= _MIN_AGENT_ID and a.lower() in words)
 
 
 def without_agents(query: str, agents: frozenset[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import gc
 import os
 import signal
 import sys
@@ -36,6 +37,11 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
         )
     )
     app = create_app(settings, bootstrap, tansu=asyncio.run(broker_is_tansu(bootstrap)))
+    # The models, spaCy and the libraries are millions of long-lived objects: left to the
+    # collector, each full collection walks them all (60-80 ms pauses measured in the
+    # middle of searches, the whole p99). Frozen, a collection walks what came after.
+    gc.collect()
+    gc.freeze()
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,

@@ -92,3 +92,87 @@ def test_retriever_reranks_and_strips_the_named_agent(
         assert not Retriever(store, embedder).search(Caller("t2", "x"), "pets", 3, now=now)
     finally:
         store.close()
+
+
+def test_maxsim_of_all_memories_at_once_equals_one_at_a_time(embedder: OnnxEmbedder) -> None:
+    """The rerank scores every candidate in one matrix product; each score is still the
+    documented per-memory MaxSim (a memory's context counts at CONTEXT_WEIGHT)."""
+    from memstream.retrieval.late import CONTEXT_WEIGHT
+
+    late = LateInteraction(embedder)
+    query = "which instrument does she practise in the evening"
+    memories: list[tuple[str, str | None]] = [
+        ("I have been practising the violin every evening after work.", None),
+        ("Yes, every single evening!", "Do you still practise the violin?"),
+        ("", "an empty memory still has its context"),
+        ("We went hiking.", ""),
+    ]
+    scores = late.scores(query, memories)
+    q = embedder.embed_tokens([query])[0]
+    texts = [t for t, _ in memories]
+    contexts = [c or "" for _, c in memories]
+    docs = embedder.embed_tokens(texts)
+    ctxs = embedder.embed_tokens(contexts)
+    weights = _weights(
+        q.tokens, [set(d.tokens) | set(c.tokens) for d, c in zip(docs, ctxs, strict=True)]
+    )
+    qv = q.vectors.astype(np.float32)
+    for j, (doc, ctx) in enumerate(zip(docs, ctxs, strict=True)):
+        best = np.full(len(q.tokens), -1.0, dtype=np.float32)
+        if doc.tokens:
+            best = np.maximum(best, (qv @ doc.vectors.astype(np.float32).T).max(1))
+        if ctx.tokens:
+            best = np.maximum(best, CONTEXT_WEIGHT * (qv @ ctx.vectors.astype(np.float32).T).max(1))
+        assert scores[j] == pytest.approx(float((best * weights).sum() / weights.sum()), abs=1e-5)
+
+
+def test_a_known_author_named_in_the_query_costs_one_embedding_and_one_search(
+    embedder: OnnxEmbedder, tmp_path: Path
+) -> None:
+    """The first query naming an author learns who writes in the tenant (two store
+    searches: with and without the name); the next ones embed the name-free query once and
+    search once, and rank exactly as a retriever that searched twice."""
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    said = [
+        ("melanie", "We got another cat named Bailey, and the dog loves her."),
+        ("caroline", "Melanie, you look so happy in that photo with your family!"),
+        ("melanie", "I ran a charity race for mental health on Saturday."),
+        ("caroline", "I went to a pottery class with my sister."),
+    ]
+    memories = [
+        Memory(
+            tenant="t1",
+            agent_id=agent,
+            scope="tenant",
+            ts=now - timedelta(days=10 - i),
+            payload={"text": text},
+        )
+        for i, (agent, text) in enumerate(said)
+    ]
+    store = EdgeStore(tmp_path / "store")
+    try:
+        stage = ModelStage(embedder, HotSwapScorer(ModelRegistry(tmp_path / "m", "valuation")))
+        ingest(store, stage, memories)
+        searches: list[int] = []
+        search = store.search
+
+        def counted(*args, **kwargs):  # the real store search, counted
+            searches.append(1)
+            return search(*args, **kwargs)
+
+        store.search = counted  # type: ignore[method-assign]
+        caller = Caller("t1", "reader")
+        retriever = Retriever(store, embedder)
+        retriever.search(caller, "What pets does Melanie have?", 3, now=now)
+        assert len(searches) == 2  # nobody known yet: with the name, then without
+        searches.clear()
+        second = retriever.search(caller, "What race did Melanie run?", 3, now=now)
+        assert len(searches) == 1
+        fresh = Retriever(store, embedder).search(caller, "What race did Melanie run?", 3, now=now)
+        assert [r.memory.memory_id for r in second] == [r.memory.memory_id for r in fresh]
+        assert [r.score for r in second] == pytest.approx([r.score for r in fresh])
+        searches.clear()
+        retriever.search(caller, "Who went to a pottery class?", 3, now=now)
+        assert len(searches) == 1  # names nobody: one search, as always
+    finally:
+        store.close()
