@@ -995,77 +995,15 @@ def bench_privacy(
 
 
 @app.command()
-def doctor() -> None:
-    """What this machine offers memstream: Python, ONNX Runtime providers, models, brokers."""
-    import platform
+def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check the running stack: broker, topics, worker, store, models and versions; exit 1
+    with a fix for each failure."""
+    from memstream.services.doctor import render, run_doctor
 
-    import onnxruntime as ort
-
-    from memstream.models.embedding import ModelUnavailable, OnnxEmbedder
-
-    settings = _settings()
-    report: dict[str, object] = {
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "onnxruntime_available_providers": ort.get_available_providers(),
-        "java": _java_or_reason(),
-        "kafka_bootstrap": settings.kafka_bootstrap,
-    }
-    from memstream.stack import find_stack
-
-    state = find_stack(settings)
-    report["stack"] = (
-        {
-            "data_dir": state.data_dir,
-            "bootstrap": state.bootstrap,
-            "api_url": state.api_url,
-            "broker": state.broker,
-            "worker_pid": state.worker_pid,
-        }
-        if state is not None
-        else None
-    )
-    if state is not None and not settings.kafka_bootstrap:
-        report["kafka_bootstrap"] = state.bootstrap
-    try:
-        embedder = OnnxEmbedder(prefer=settings.onnx_provider)
-        report["embedding_model"] = embedder.version
-        report["embedding_session_providers"] = embedder.providers
-    except (ModelUnavailable, RuntimeError) as err:
-        report["embedding_model"] = f"unavailable: {err}"
-    report["student_policy_session_providers"] = _student_providers(settings)
-    try:
-        from memstream.broker.tansu import tansu_binary, tansu_version
-
-        report["tansu"] = tansu_version(tansu_binary())
-    except Exception as err:
-        report["tansu"] = f"unavailable: {err}"
-    typer.echo(json.dumps(report, indent=2))
-
-
-def _student_providers(settings: Settings) -> list[str] | str:
-    """The providers a distilled student policy's ONNX session gets here (CUDA first
-    where onnxruntime-gpu sees a GPU): a small policy is built and run once."""
-    import numpy as np
-
-    from memstream.models.policy import SoftmaxPolicy
-    from memstream.models.providers import make_session
-
-    try:
-        session = make_session(SoftmaxPolicy.initial(4, 2).to_onnx(), settings.onnx_provider)
-        session.run(None, {"observation": np.zeros((1, 4), np.float32)})
-        return session.get_providers()
-    except Exception as err:
-        return f"unavailable: {type(err).__name__}: {err}"
-
-
-def _java_or_reason() -> str:
-    from memstream.broker.kafka.launcher import require_java
-
-    try:
-        return require_java()
-    except BrokerUnavailable as err:
-        return f"unavailable: {err}"
+    report = run_doctor(_settings())
+    typer.echo(json.dumps(report, indent=2) if as_json else render(report))
+    if not report["ok"]:
+        raise typer.Exit(code=1)
 
 
 @eval_app.command("compression")

@@ -77,3 +77,42 @@ def test_external_needs_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
         start_broker("external")
     monkeypatch.setenv("MEMSTREAM_KAFKA_BOOTSTRAP", "k1:9092,k2:9092")
     assert start_broker("external").bootstrap == "k1:9092,k2:9092"
+
+
+def test_doctor_without_a_stack_fails_with_a_fix_and_json_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to print facts and exit 0 whatever it found."""
+    import json
+
+    for name in ("MEMSTREAM_KAFKA_BOOTSTRAP", "MEMSTREAM_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MEMSTREAM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MEMSTREAM_CACHE_DIR", str(tmp_path / "cache"))  # no stack registered
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["stack"]["status"] == "fail" and "memstream up" in checks["stack"]["hint"]
+    assert checks["broker"]["status"] == "skip" and checks["models"]["status"] == "ok"
+    text = runner.invoke(app, ["doctor"])
+    assert text.exit_code == 1 and "FAIL  stack" in text.stdout and "fix: " in text.stdout
+
+
+def test_doctor_names_a_broker_that_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from memstream.broker.base import free_port
+
+    monkeypatch.setenv("MEMSTREAM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MEMSTREAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MEMSTREAM_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
+    monkeypatch.delenv("MEMSTREAM_API_URL", raising=False)
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["stack"]["status"] == "ok"  # named by the settings
+    assert checks["broker"]["status"] == "fail"
+    assert "MEMSTREAM_KAFKA_BOOTSTRAP" in checks["broker"]["hint"]
