@@ -258,6 +258,12 @@ class Settings(BaseSettings):
         gt=0,
         description="a team with new experience is distilled once none has come for this long",
     )
+    lag_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="seconds between reads of every consumer group's lag from the broker "
+        "(the memstream_consumer_lag_records gauge); 0 = off",
+    )
     archive_enabled: bool = Field(
         default=True, description="archive every catalogue topic under <data_dir>/archive"
     )

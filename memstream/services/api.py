@@ -69,6 +69,7 @@ from memstream.schemas.topics import (
 )
 from memstream.services import auth
 from memstream.services.auth import InvalidToken, TokenStore
+from memstream.services.dashboard import mount_dashboard
 from memstream.services.gateway import (
     CHECK_S,
     InvalidCursor,
@@ -973,6 +974,7 @@ def create_api(
         return await backend.stats(who)
 
     add_health_routes(api, backend)
+    mount_dashboard(api, backend)  # `/`: the operator's pages (admin token)
 
     api.add_middleware(BodyGuard, limit=max_body_bytes)
     api.add_middleware(CatchAll)  # outermost: a bug is a JSON 500, never a dropped connection

@@ -77,8 +77,12 @@ def find_target(settings: Settings) -> tuple[Target, Check]:
 async def _topics(bootstrap: str) -> set[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from memstream.broker.security import kafka_client_kwargs
+
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(BROKER_TIMEOUT_S * 1000)
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(BROKER_TIMEOUT_S * 1000),
+        **kafka_client_kwargs(),
     )
     try:
         await admin.start()

@@ -771,6 +771,15 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         async def subscriptions() -> None:
             await services.follow_subscriptions()
 
+    if settings.lag_interval_s > 0 and not tansu:  # Tansu's end offsets are wrong
+        from memstream.streams.lag import LagMonitor
+
+        lag_monitor = LagMonitor(bootstrap)
+
+        @app.timer(interval=settings.lag_interval_s)
+        async def read_consumer_lag() -> None:
+            await lag_monitor.refresh()
+
     if serve_api:
         attach_api(app, services, settings)
     elif not roles.everything:  # probes and scrapes reach every role (deploy/k8s)

@@ -116,3 +116,14 @@ def test_doctor_names_a_broker_that_does_not_answer(
     assert checks["stack"]["status"] == "ok"  # named by the settings
     assert checks["broker"]["status"] == "fail"
     assert "MEMSTREAM_KAFKA_BOOTSTRAP" in checks["broker"]["hint"]
+
+
+def test_consumer_lag_from_a_broker_that_does_not_answer_is_logged_not_raised() -> None:
+    from memstream.broker.base import free_port
+    from memstream.streams.lag import CONSUMER_LAG, LagMonitor
+
+    CONSUMER_LAG.labels(group="g", topic="t", partition="0").set(7)
+    monitor = LagMonitor(f"127.0.0.1:{free_port()}")
+    assert asyncio.run(monitor.refresh()) is False
+    assert CONSUMER_LAG.labels(group="g", topic="t", partition="0")._value.get() == 7  # kept
+    CONSUMER_LAG.clear()

@@ -111,3 +111,23 @@ def test_manifests_run_real_roles_and_settings() -> None:
             unknown = _env_names(doc["data"]) - _known_settings()
             assert not unknown, f"{unknown} are not memstream settings"
     assert roles == {"model", "sink", "match", "api"}
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_memstream_exports() -> None:
+    """deploy/grafana/memstream-dashboard.json: every metric a panel queries is one the
+    code defines (a renamed metric would leave an empty panel)."""
+    import json
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    dashboard = json.loads((root / "deploy/grafana/memstream-dashboard.json").read_text())
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"memstream_[a-z_]+", target["expr"])
+    }
+    source = "\n".join(p.read_text() for p in (root / "memstream").rglob("*.py"))
+    defined = set(re.findall(r"\"(memstream_[a-z_]+)\"", source))
+    base = {re.sub(r"_total$", "", n) for n in asked}
+    assert asked and {n for n in base if n not in defined and f"{n}_total" not in defined} == set()
