@@ -1,4 +1,4 @@
-"""Operations commands: `replay`, `processors list`, `dlq list|replay`, `archive stats`.
+"""Operations commands: `replay`, `tail`, `processors list`, `dlq list|replay`, `archive stats`.
 
 Mounted on the main CLI by `register(app)`; kept apart from `memstream.cli` so the
 operations surface can grow without touching the core commands.
@@ -290,9 +290,43 @@ def archive_stats_cmd(
         typer.echo(f"unreadable segment skipped: {path}", err=True)
 
 
+def tail_cmd(
+    topic: Annotated[str, typer.Argument(help="a topic, e.g. memstream.memories")],
+    last: Annotated[int, typer.Option(help="records of each partition to show first")] = 10,
+    idle: Annotated[
+        float | None, typer.Option(help="stop after this many seconds without a record")
+    ] = None,
+    bootstrap: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object per record and line, nothing else")
+    ] = False,
+) -> None:
+    """Follow a topic live: its last records, then each new one (Ctrl-C stops)."""
+    import asyncio
+    import shutil
+
+    from memstream.sdk.tail import follow, one_line
+
+    settings = stack_settings(_settings())
+    address = _bootstrap(settings, bootstrap)
+    width = shutil.get_terminal_size((120, 24)).columns
+
+    async def run() -> None:
+        async for row in follow(address, topic, last=last, idle_s=idle):
+            typer.echo(json.dumps(row) if as_json else one_line(row, width))
+
+    try:
+        asyncio.run(run())
+    except LookupError as err:
+        raise _fail(str(err)) from err
+    except KeyboardInterrupt:
+        pass
+
+
 def register(app: typer.Typer) -> None:
-    """Add `replay`, `processors`, `dlq` and `archive` to the main `memstream` app."""
+    """Add `replay`, `tail`, `processors`, `dlq` and `archive` to the main `memstream` app."""
     app.command("replay")(replay_cmd)
+    app.command("tail")(tail_cmd)
     app.add_typer(processors_app, name="processors")
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(archive_app, name="archive")

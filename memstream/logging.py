@@ -7,6 +7,32 @@ import sys
 
 import structlog
 
+TRANSIENT_BROKER_ERRORS = (
+    "NotLeaderForPartitionError",
+    "LeaderNotAvailableError",
+    "GroupCoordinatorNotAvailableError",
+    "NotCoordinatorForGroupError",
+    "CoordinatorLoadInProgressError",
+    "UnknownTopicOrPartitionError",
+)
+"""Errors a Kafka client retries by itself while leaders are elected (a broker or topic
+just started, a node restarting): worth a warning, not an error."""
+
+
+class TransientBrokerErrors(logging.Filter):
+    """Logs aiokafka's and Faust's records of `TRANSIENT_BROKER_ERRORS` at WARNING: at start-up
+    they are leader election, and the client retries; a real failure still shows as the
+    error that follows them (a timeout, a dead letter, a worker that stops)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith(("aiokafka", "faust")):
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += type(record.exc_info[1]).__name__
+            if any(name in text for name in TRANSIENT_BROKER_ERRORS):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Route structlog and the stdlib (Faust, aiokafka) through one renderer on stderr."""
@@ -38,6 +64,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             ],
         )
     )
+    handler.addFilter(TransientBrokerErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -50,4 +50,7 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
         # a fresh event loop: asyncio.run above closed its own
         loop=asyncio.new_event_loop(),
     )
+    # Faust's start-up spinner writes terminal escape codes (cursor hide/show) to stdout even
+    # when that is a log file; the worker logs, it does not animate
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -52,6 +52,7 @@ def test_up_prints_ready_runs_demo_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, rest
     assert "stopping" in rest
     assert "Traceback" not in rest + worker_log
+    assert "\x1b" not in worker_log  # no terminal escape codes in a log file (issue 22)
 
 
 def test_token_create_prints_a_token_and_nothing_else(tmp_path: Path) -> None:
