@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -504,10 +506,22 @@ def schemas_check(
 
 
 @topics_app.command("list")
-def topics_list() -> None:
-    """Print the catalogue: name, key, partitions, cleanup policy."""
+def topics_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the catalogue: name, key, cleanup policy, what it carries."""
     from memstream.schemas.topics import CATALOGUE
 
+    if as_json:
+        rows = [
+            {
+                "name": spec.name,
+                "key": spec.key,
+                "cleanup_policy": spec.cleanup_policy,
+                "description": spec.description,
+            }
+            for spec in CATALOGUE
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
     for spec in CATALOGUE:
         typer.echo(
             f"{spec.name:28} key={spec.key:16} cleanup={spec.cleanup_policy:8} {spec.description}"
@@ -881,7 +895,8 @@ def eval_retrieval(
     if ablation:
         from memstream.eval.retrieval_ablation import ablation_table, run_retrieval_ablation
 
-        result = run_retrieval_ablation(dataset, pii_policy=pii_policy)
+        with _question_bar(as_json) as progress:
+            result = run_retrieval_ablation(dataset, pii_policy=pii_policy, progress=progress)
         result["table"] = ablation_table(result)
         if as_json:
             _emit("eval-retrieval-ablation", result, save=save, as_json=True)
@@ -909,13 +924,15 @@ def eval_retrieval(
         raise _fail("--token-vectors must be ingest or query")
     settings = _settings()
     ks = tuple(int(x) for x in k.split(","))
-    result = run_retrieval_eval(
-        dataset,
-        ks=ks,
-        weights=settings.ranking_weights(),
-        pii_policy=pii_policy,
-        token_vectors=token_vectors,
-    )
+    with _question_bar(as_json) as progress:
+        result = run_retrieval_eval(
+            dataset,
+            ks=ks,
+            weights=settings.ranking_weights(),
+            pii_policy=pii_policy,
+            token_vectors=token_vectors,
+            progress=progress,
+        )
     _emit("eval-retrieval", result, save=save, as_json=as_json)
 
 
@@ -1440,6 +1457,23 @@ def bench_store_faults(
     _emit(f"store-faults-{backend}", result, save=save, as_json=as_json)
     if result["lost"] or result["dead_lettered"] or not result["drained"]:
         raise typer.Exit(code=1)
+
+
+@contextlib.contextmanager
+def _question_bar(as_json: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (never stdout, which carries the result) fed with
+    `(done, total)`; with --json it stays off."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=as_json, transient=True) as bar:
+        task = bar.add_task("questions (after ingest)", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def _emit(name: str, result: dict[str, Any], *, save: bool, as_json: bool) -> None:

@@ -209,6 +209,7 @@ def dlq_replay(
     reason: Annotated[str | None, typer.Option(help="every dead letter with this reason")] = None,
     stage: Annotated[str | None, typer.Option(help="every dead letter of this stage")] = None,
     bootstrap: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='print {"republished": N}')] = False,
 ) -> None:
     """Re-publish dead letters' original bytes to their origin topic (after a fix)."""
     from memstream.dlq import replay_dead_letters
@@ -221,7 +222,9 @@ def dlq_replay(
         sent = replay_dead_letters(_bootstrap(settings, bootstrap), ids, reason=reason, stage=stage)
     except LookupError as err:
         raise _fail(str(err)) from err
-    typer.echo(f"re-published {sent} dead letter(s)")
+    typer.echo(
+        json.dumps({"republished": sent}) if as_json else f"re-published {sent} dead letter(s)"
+    )
 
 
 def archive_stats(root: Path, topic: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,8 +137,9 @@ def run_retrieval_eval(
     pii_policy: str = "worker",
     token_vectors: str = "ingest",
     query_embedder: Embedder | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """`pii_policy`: what the privacy stage does with personal data in the turns: `worker`
+    """`progress(done, total)` is called after each question. `pii_policy`: what the privacy stage does with personal data in the turns: `worker`
     (the default) as the worker's settings say, `allow` indexes them as spoken. Without
     `embedder`, ingest and queries get the worker's two ONNX sessions (the model stage's,
     not spinning, and the query path's single-threaded one), so `search_ms` is what a
@@ -180,7 +182,7 @@ def run_retrieval_eval(
             # the models' objects in the middle of a timed search
             gc.collect()
             gc.freeze()
-            for question in data.questions:
+            for asked, question in enumerate(data.questions, 1):
                 caller = Caller(f"locomo-{_slug(question.conversation)}", "evaluator")
                 now = asked_at[question.conversation]
                 for mode in MODES:
@@ -206,6 +208,8 @@ def run_retrieval_eval(
                         recalls[mode][k].append(value)
                         if mode == "hybrid":
                             by_category[question.category][k].append(value)
+                if progress is not None:
+                    progress(asked, len(data.questions))
             stored = store.count()
         finally:
             gc.unfreeze()

@@ -15,6 +15,7 @@ import gc
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,11 @@ def run_retrieval_ablation(
     embedder: Embedder | None = None,
     query_embedder: Embedder | None = None,
     pii_policy: str = "worker",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """One row per variant: recall@5 pooled, per conversation and per category, and the
-    search time per question (p50, p99, ms)."""
+    search time per question (p50, p99, ms). `progress(done, total)` after each question
+    of each variant."""
     from memstream.store.edge import EdgeStore
 
     data = load_locomo(dataset)
@@ -86,6 +89,7 @@ def run_retrieval_ablation(
             ingest(store, stage, memories, privacy=_privacy_stage(Path(tmp), pii_policy))
             gc.collect()
             gc.freeze()  # as the worker does once started
+            total, done = len(variants) * len(data.questions), 0
             for variant in variants:
                 retriever = Retriever(
                     store,
@@ -111,6 +115,9 @@ def run_retrieval_ablation(
                     value = recall_at_k(ranked_turns(results, dia_of), question.evidence, K)
                     by_conversation[question.conversation].append(value)
                     by_category[question.category].append(value)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
                 pooled = [v for values in by_conversation.values() for v in values]
                 rows.append(
                     {

@@ -127,3 +127,14 @@ def test_consumer_lag_from_a_broker_that_does_not_answer_is_logged_not_raised() 
     assert asyncio.run(monitor.refresh()) is False
     assert CONSUMER_LAG.labels(group="g", topic="t", partition="0")._value.get() == 7  # kept
     CONSUMER_LAG.clear()
+
+
+def test_topics_list_json_is_the_catalogue_and_nothing_else() -> None:
+    import json
+
+    from memstream.schemas.topics import CATALOGUE
+
+    result = runner.invoke(app, ["topics", "list", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == [t.name for t in CATALOGUE]
