@@ -120,6 +120,7 @@ def test_dashboard_login_search_as_and_redrive_in_chromium(
     worker: Worker, topics: BrokerHandle, browser
 ) -> None:  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait as wait
 
     tenant = f"dash-{uuid.uuid4().hex[:6]}"
     tokens = TokenStore(worker.data_dir / "tokens.db")
@@ -153,15 +154,16 @@ def test_dashboard_login_search_as_and_redrive_in_chromium(
     browser.get(f"{worker.url}/")
     assert "log in" in browser.title
     browser.save_screenshot(str(shots / "01-login.png"))
-    browser.find_element(By.NAME, "token").send_keys("not-a-token")
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "that token is not valid" in browser.page_source
-    browser.find_element(By.NAME, "token").send_keys(alice)  # valid, but no admin scope
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "no admin scope" in browser.page_source
-    browser.find_element(By.NAME, "token").send_keys(admin)
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "overview" in browser.title and "Consumer lag" in browser.page_source
+
+    def log_in_with(token: str, then: str) -> None:
+        browser.find_element(By.NAME, "token").send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+        wait(browser, 30).until(lambda d: then in d.page_source)  # the next page, loaded
+
+    log_in_with("not-a-token", "that token is not valid")
+    log_in_with(alice, "no admin scope")  # valid, but not an admin's
+    log_in_with(admin, "Consumer lag")
+    assert "overview" in browser.title
     assert tenant in browser.page_source
     browser.save_screenshot(str(shots / "02-overview.png"))
 
@@ -172,6 +174,7 @@ def test_dashboard_login_search_as_and_redrive_in_chromium(
             browser.find_element(By.NAME, "teams").send_keys(teams)
         browser.find_element(By.NAME, "q").send_keys("lighthouse")
         browser.find_element(By.ID, "search").click()
+        wait(browser, 30).until(lambda d: "sees:" in d.page_source)
         return browser.find_element(By.TAG_NAME, "main").text
 
     seen_by_carol = search_as("carol")  # in no team: the tenant-wide memory only
@@ -192,9 +195,10 @@ def test_dashboard_login_search_as_and_redrive_in_chromium(
     assert found and len(found) == 1, browser.page_source[-2000:]
     browser.save_screenshot(str(shots / "05-dead-letters.png"))
     found[0].click()
-    assert "invalid_fields" in browser.page_source and "rogue" in browser.page_source
+    wait(browser, 30).until(lambda d: "invalid_fields" in d.page_source)
+    assert "rogue" in browser.page_source
     browser.find_element(By.ID, "redrive").click()
-    assert "re-driven: 1 record" in browser.page_source
+    wait(browser, 30).until(lambda d: "re-driven: 1 record" in d.page_source)
     browser.save_screenshot(str(shots / "06-redriven.png"))
     # the original went through the pipeline again and, still invalid, came back
     assert _wait_for(lambda: len(letters()) == 2, 60), browser.page_source[-2000:]
