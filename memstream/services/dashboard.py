@@ -74,6 +74,17 @@ def _samples(name: str) -> list[tuple[dict[str, str], float]]:
     ]
 
 
+def _bar(value: float | None) -> str:
+    """A value in [0, 1] as a number and a small inline bar (no script, no image)."""
+    if value is None:
+        return "-"
+    width = round(60 * max(0.0, min(1.0, value)))
+    return (
+        f'{value:.2f} <span style="display:inline-block;width:{width}px;height:8px;'
+        'background:#5b8def"></span>'
+    )
+
+
 def _csv(value: str | None) -> frozenset[str]:
     return frozenset(v.strip() for v in (value or "").split(",") if v.strip())
 
@@ -123,6 +134,37 @@ def mount_dashboard(api: FastAPI, backend: Any) -> None:
             [html.escape(labels.get("reason", "")), f'<span class="num">{int(value)}</span>']
             for labels, value in _samples("memstream_dead_letters_total")
         ]
+        stage_rows = []
+        counts = {lb["stage"]: v for lb, v in _samples("memstream_stage_seconds_count")}
+        sums = {lb["stage"]: v for lb, v in _samples("memstream_stage_seconds_sum")}
+        outcomes: dict[str, dict[str, float]] = {}
+        for labels, value in _samples("memstream_stage_events_total"):
+            outcomes.setdefault(labels["stage"], {})[labels["outcome"]] = value
+        for name in ("validate", "privacy", "model", "sink", "match"):
+            batches = counts.get(name, 0.0)
+            mean_ms = 1000 * sums.get(name, 0.0) / batches if batches else 0.0
+            out = outcomes.get(name, {})
+            dropped = ", ".join(f"{k} {int(v)}" for k, v in sorted(out.items()) if k != "ok")
+            stage_rows.append(
+                [
+                    html.escape(name),
+                    f'<span class="num">{int(batches)}</span>',
+                    f'<span class="num">{mean_ms:.1f}</span>',
+                    f'<span class="num">{int(out.get("ok", 0))}</span>',
+                    html.escape(dropped or "-"),
+                ]
+            )
+        privacy_rows = [
+            [
+                html.escape(lb["category"]),
+                html.escape(lb["action"]),
+                f'<span class="num">{int(v)}</span>',
+            ]
+            for lb, v in sorted(
+                _samples("memstream_privacy_actions_total"), key=lambda s: (-s[1], s[0]["category"])
+            )
+        ]
+        delivered = sum(v for _, v in _samples("memstream_deliveries_total"))
         stats = await backend.stats(admin)
         stat_rows = [
             [html.escape(str(k)), html.escape(str(v))]
@@ -138,6 +180,15 @@ def mount_dashboard(api: FastAPI, backend: Any) -> None:
                 lag_rows,
                 "no lag read yet (read every MEMSTREAM_LAG_INTERVAL_S; not on Tansu)",
             )
+            + "<h2>Pipeline stages (this worker, since it started)</h2>"
+            + _table(
+                ["stage", "batches", "mean ms per batch", "events passed on", "dropped"],
+                stage_rows,
+                "no batches yet",
+            )
+            + f"<p>Deliveries pushed by this worker: {int(delivered)}</p>"
+            + "<h2>Privacy actions by category (this worker)</h2>"
+            + _table(["category", "action", "events"], privacy_rows, "none yet")
             + "<h2>Dead letters by reason (this worker, since it started)</h2>"
             + _table(["reason", "count"], letters, "none")
             + "<h2>This tenant</h2>"
@@ -197,20 +248,42 @@ def mount_dashboard(api: FastAPI, backend: Any) -> None:
                 return HTMLResponse(_page("search as an agent", body), status_code=403)
             who = Caller(admin.tenant, agent, _csv(teams), wanted, frozenset({"read"}))
             hits = await backend.search(who, q, max(1, min(k, 50)))
+            standing = {}
+            if hasattr(backend, "standing"):
+                for author in {h.memory.agent_id for h in hits}:
+                    standing[author] = (await backend.standing(who, author)).reputation
             rows = [
                 [
                     f'<span class="num">{h.score:.3f}</span>',
                     html.escape(h.memory.agent_id),
+                    f'<span class="num">{_bar(standing.get(h.memory.agent_id))}</span>',
+                    f'<span class="num">{_bar(h.memory.usefulness)}</span>',
                     html.escape(h.memory.scope),
                     html.escape(backend.visible_text(h.memory, who)),
                 ]
                 for h in hits
             ]
+            subscriptions = [
+                [
+                    html.escape(str(sub.get("subscription_id", ""))),
+                    html.escape(str(sub.get("query", ""))),
+                    html.escape(str(sub.get("min_score", ""))),
+                ]
+                for sub in (
+                    backend.subscriptions_of(who) if hasattr(backend, "subscriptions_of") else []
+                )
+            ]
             teams_text = ", ".join(sorted(who.teams)) or "none"
             result = (
                 f"<p>What <b>{html.escape(agent)}</b> (teams {html.escape(teams_text)}; "
                 f"clearance {html.escape(', '.join(sorted(wanted)) or 'none')}) sees:</p>"
-                + _table(["score", "author", "scope", "text"], rows, "nothing visible")
+                + _table(
+                    ["score", "author", "author's reputation", "usefulness", "scope", "text"],
+                    rows,
+                    "nothing visible",
+                )
+                + f"<h2>Subscriptions of {html.escape(agent)}</h2>"
+                + _table(["id", "query", "min score"], subscriptions, "none")
             )
         return HTMLResponse(_page("search as an agent", form + result))
 

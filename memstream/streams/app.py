@@ -63,6 +63,7 @@ from memstream.store.faults import StoreStatus
 from memstream.store.sink import call_retrying, open_when_available, write_isolated
 from memstream.store.token_vectors import TokenVectorStore
 from memstream.store.tombstones import TOMBSTONES_FILE, Tombstones
+from memstream.streams import stage_metrics
 from memstream.streams.annotate import LinkingStage, TaggingStage
 from memstream.streams.distill import DistillationStage, fit_and_publish, take, team_specs
 from memstream.streams.enrich import ModelStage, links_event, verification_report
@@ -151,9 +152,20 @@ def _start_privacy_child(settings_json: str) -> None:
     _CHILD_PRIVACY.process([])  # load the models now, not on the first batch
 
 
-def protect_in_child(events: list[Memory | Observation]) -> tuple[list, list[Screened]]:
-    """`protect` with the child process's privacy stage."""
-    return protect(_CHILD_PRIVACY, events)
+def protect_in_child(events: list[Memory | Observation]) -> tuple[list, list[Screened], float]:
+    """`protect` with the child process's privacy stage, and the seconds it took."""
+    started = time.perf_counter()
+    kept, screened = protect(_CHILD_PRIVACY, events)
+    return kept, screened, time.perf_counter() - started
+
+
+def protect_timed(
+    privacy: PrivacyStage | None, events: list[Memory | Observation]
+) -> tuple[list, list[Screened], float]:
+    """`protect` in this process, and the seconds it took."""
+    started = time.perf_counter()
+    kept, screened = protect(privacy, events)
+    return kept, screened, time.perf_counter() - started
 
 
 def privacy_executor(settings: Settings) -> Executor:
@@ -191,6 +203,23 @@ def embed_protected(
     for i, record in zip(kept, records, strict=True):
         results[i] = record
     return results
+
+
+def embed_timed(
+    stage: ModelStage, events: list[Memory | Observation], screened: list[Screened]
+) -> list[Outcome]:
+    """`embed_protected`, timed as the model stage (in the model thread)."""
+    with stage_metrics.timed("model", sum(isinstance(p, Protected) for p in screened)):
+        return embed_protected(stage, events, screened)
+
+
+def _rejection_reason(outcome: object) -> str | None:
+    """The reason a stage dropped an event; None for one it passed on."""
+    if isinstance(outcome, InvalidEvent):
+        return outcome.reason
+    if isinstance(outcome, ErasedSubject):
+        return "erased_subject"
+    return None
 
 
 async def loop_run(executor: ThreadPoolExecutor, fn, *args):  # type: ignore[no-untyped-def]
@@ -405,6 +434,8 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             token_store=token_store,
             **annotation_stages(settings, embedder),
         )
+        providers = getattr(stage.embedder, "providers", None) or ["none"]
+        stage_metrics.MODEL_INFO.labels(stage.embedder.version, providers[0]).set(1)
         log.info(
             "model stage ready",
             embedding=stage.embedder.version,
@@ -530,16 +561,28 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         producer = app.producer
         loop = asyncio.get_running_loop()
         valid = []
-        for msg in messages:
-            try:
-                parsed = validate_event(msg.value, msg.topic, settings.max_event_bytes)
-            except InvalidEvent as err:
-                await reject(err, VALIDATE_STAGE, msg)
-                continue
-            except Exception as exc:  # a bug in validation: still this event's alone
-                await reject(_processor_error(VALIDATE_STAGE, exc), VALIDATE_STAGE, msg)
+        rejected: list[str] = []
+        with stage_metrics.timed("validate", len(messages)):
+            checked = []
+            for msg in messages:
+                try:
+                    checked.append(
+                        (msg, validate_event(msg.value, msg.topic, settings.max_event_bytes))
+                    )
+                except InvalidEvent as err:
+                    checked.append((msg, err))
+                except Exception as exc:  # a bug in validation: still this event's alone
+                    checked.append((msg, _processor_error(VALIDATE_STAGE, exc)))
+        for msg, parsed in checked:
+            if isinstance(parsed, InvalidEvent):
+                rejected.append(parsed.reason)
+                await reject(parsed, VALIDATE_STAGE, msg)
                 continue
             valid.append((msg, parsed))
+        for reason in rejected:
+            stage_metrics.STAGE_EVENTS.labels("validate", reason).inc()
+        if valid:
+            stage_metrics.STAGE_EVENTS.labels("validate", "ok").inc(len(valid))
         valid = without_deleted(valid)
         if not valid:
             return
@@ -556,14 +599,20 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
         screening = [
             loop.run_in_executor(screening_executor, protect_in_child, [p for _, p in chunk])
             if in_child
-            else loop.run_in_executor(screening_executor, protect, privacy, [p for _, p in chunk])
+            else loop.run_in_executor(
+                screening_executor, protect_timed, privacy, [p for _, p in chunk]
+            )
             for chunk in chunks
         ]
         for chunk, screened in zip(chunks, screening, strict=True):
-            events, protected = await screened
-            results = await loop.run_in_executor(
-                executor, embed_protected, stage, events, protected
-            )
+            events, protected, scan_s = await screened
+            stage_metrics.observe("privacy", len(chunk), scan_s)
+            stage_metrics.count_outcomes("privacy", protected, _rejection_reason)
+            for item in protected:
+                if isinstance(item, Protected) and item.pii_types:
+                    stage_metrics.count_privacy(item.pii_types, item.action)
+            results = await loop.run_in_executor(executor, embed_timed, stage, events, protected)
+            stage_metrics.count_outcomes("model", results, _rejection_reason)
             await store_and_announce(chunk, results)
 
     async def store_and_announce(
@@ -621,8 +670,12 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             stored = [results[i] for i in positions]
             # while the store fails, this retries (with backoff) until it returns: the batch
             # is not acked meanwhile, so no offset is committed past an unwritten memory
-            outcomes = await loop.run_in_executor(
-                executor, partial(write_isolated, store, stored, status=store_status)
+            with stage_metrics.timed("sink", len(stored)):
+                outcomes = await loop.run_in_executor(
+                    executor, partial(write_isolated, store, stored, status=store_status)
+                )
+            stage_metrics.count_outcomes(
+                "sink", outcomes, lambda e: None if e is None else "store_error"
             )
             for i, error in zip(positions, outcomes, strict=True):
                 if error is not None:
@@ -650,7 +703,8 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             written = [results[i] for i in positions]
         if roles.match:
             fresh = [r for r in written if r.payload.duplicate_of is None]
-            deliveries = await loop.run_in_executor(executor, services.match, fresh)
+            with stage_metrics.timed("match", len(fresh)):
+                deliveries = await loop.run_in_executor(executor, services.match, fresh)
             await services.send_deliveries(deliveries)
         else:
             services.note_indexed(len(written))
@@ -754,6 +808,13 @@ def create_app(settings: Settings, bootstrap: str, *, tansu: bool = False) -> fa
             await loop_run(executor, optimizer.maybe_optimize_idle)
 
         reaper = _Reaper(store)
+
+        @app.timer(interval=30.0)
+        async def count_store_points() -> None:
+            try:
+                stage_metrics.STORE_POINTS.set(await loop_run(query_executor, store.count))
+            except Exception:  # a failing store is reported by /healthz and its own metrics
+                pass
 
         @app.timer(interval=1.0)
         async def reap_expired() -> None:

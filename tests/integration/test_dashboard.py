@@ -148,6 +148,13 @@ def test_dashboard_login_search_as_and_redrive_in_chromium(
                 == 3
             )
         ), "the memories were never indexed"
+        r = api.post(
+            "/v1/subscriptions",
+            json={"query": "lighthouse news", "min_score": 0.3},
+            headers=_auth(bob),
+        )
+        assert r.status_code == 200, r.text
+        assert _wait_for(lambda: api.get("/v1/subscriptions", headers=_auth(bob)).json())
     asyncio.run(_bad_event(topics.bootstrap, tenant))
     shots = _shots()
 
@@ -164,6 +171,7 @@ def test_dashboard_login_search_as_and_redrive_in_chromium(
     log_in_with(alice, "no admin scope")  # valid, but not an admin's
     log_in_with(admin, "Consumer lag")
     assert "overview" in browser.title
+    assert "Pipeline stages" in browser.page_source and "Privacy actions" in browser.page_source
     assert tenant in browser.page_source
     browser.save_screenshot(str(shots / "02-overview.png"))
 
@@ -185,6 +193,9 @@ def test_dashboard_login_search_as_and_redrive_in_chromium(
     seen_by_bob = search_as("bob", "red")
     assert "private lighthouse diary" in seen_by_bob and "team red its lighthouse" in seen_by_bob
     assert "another tenant" not in seen_by_bob
+    assert "author's reputation" in seen_by_bob and "usefulness" in seen_by_bob
+    assert "Subscriptions of bob" in seen_by_bob and "lighthouse news" in seen_by_bob
+    assert "lighthouse news" not in seen_by_carol  # bob's, not carol's
     browser.save_screenshot(str(shots / "04-search-as-bob.png"))
 
     def letters() -> list[object]:
