@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from memstream.broker.security import kafka_client_kwargs
 
@@ -24,17 +23,9 @@ async def follow(
     """Records of `topic` as dicts (partition, offset, timestamp, key, value: parsed JSON
     when it is JSON, else text), the `last` of each partition first; stops after `idle_s`
     seconds without a record (None: never)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **kafka_client_kwargs()
-    )
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = sorted(
-        p["partition"] for d in described if d.get("error_code", 0) == 0 for p in d["partitions"]
-    )
+    from memstream.streams.admin import topic_partitions
+
+    partitions = await topic_partitions(bootstrap, topic)
     if not partitions:
         raise LookupError(f"no topic {topic!r} on {bootstrap}")
     consumer = AIOKafkaConsumer(

@@ -120,11 +120,8 @@ async def partition_count(bootstrap: str, topic: str) -> int:
     return max(count, 1)
 
 
-async def topic_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """Each partition's end offset of `topic` now (partition -> next offset). Not on Tansu,
-    whose `end_offsets` is wrong (memstream.broker.tansu)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
+async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of `topic`, sorted; empty when there is no such topic."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=10_000, **kafka_client_kwargs()
     )
@@ -133,7 +130,17 @@ async def topic_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         described = await admin.describe_topics([topic])
     finally:
         await admin.close()
-    parts = sorted(p["partition"] for d in described for p in d["partitions"])
+    return sorted(
+        p["partition"] for d in described if d.get("error_code", 0) == 0 for p in d["partitions"]
+    )
+
+
+async def topic_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset of `topic` now (partition -> next offset). Not on Tansu,
+    whose `end_offsets` is wrong (memstream.broker.tansu)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    parts = await topic_partitions(bootstrap, topic)
     if not parts:
         raise RuntimeError(f"topic {topic} has no partitions")
     consumer = AIOKafkaConsumer(

@@ -58,16 +58,11 @@ def test_maxsim_prefers_the_memory_with_the_detail(embedder: OnnxEmbedder) -> No
     assert late.scores(query, []).shape == (0,)
 
 
-def test_retriever_reranks_and_strips_the_named_agent(
-    embedder: OnnxEmbedder, tmp_path: Path
-) -> None:
-    now = datetime(2026, 6, 1, tzinfo=UTC)
-    said = [
-        ("melanie", "We got another cat named Bailey, and the dog loves her."),
-        ("caroline", "Melanie, you look so happy in that photo with your family!"),
-        ("caroline", "I adopted a turtle last spring, his name is Oscar."),
-        ("melanie", "I ran a charity race for mental health on Saturday."),
-    ]
+def _store_of(
+    said: list[tuple[str, str]], now: datetime, embedder: OnnxEmbedder, tmp_path: Path
+) -> EdgeStore:
+    """A store with `(agent, text)` memories of tenant t1, a day apart, ingested as the
+    worker does."""
     memories = [
         Memory(
             tenant="t1",
@@ -79,9 +74,23 @@ def test_retriever_reranks_and_strips_the_named_agent(
         for i, (agent, text) in enumerate(said)
     ]
     store = EdgeStore(tmp_path / "store")
+    stage = ModelStage(embedder, HotSwapScorer(ModelRegistry(tmp_path / "m", "valuation")))
+    ingest(store, stage, memories)
+    return store
+
+
+def test_retriever_reranks_and_strips_the_named_agent(
+    embedder: OnnxEmbedder, tmp_path: Path
+) -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    said = [
+        ("melanie", "We got another cat named Bailey, and the dog loves her."),
+        ("caroline", "Melanie, you look so happy in that photo with your family!"),
+        ("caroline", "I adopted a turtle last spring, his name is Oscar."),
+        ("melanie", "I ran a charity race for mental health on Saturday."),
+    ]
+    store = _store_of(said, now, embedder, tmp_path)
     try:
-        stage = ModelStage(embedder, HotSwapScorer(ModelRegistry(tmp_path / "m", "valuation")))
-        ingest(store, stage, memories)
         caller = Caller("t1", "reader")
         retriever = Retriever(store, embedder)
         results = retriever.search(caller, "What pets does Melanie have?", 3, now=now)
@@ -139,20 +148,8 @@ def test_a_known_author_named_in_the_query_costs_one_embedding_and_one_search(
         ("melanie", "I ran a charity race for mental health on Saturday."),
         ("caroline", "I went to a pottery class with my sister."),
     ]
-    memories = [
-        Memory(
-            tenant="t1",
-            agent_id=agent,
-            scope="tenant",
-            ts=now - timedelta(days=10 - i),
-            payload={"text": text},
-        )
-        for i, (agent, text) in enumerate(said)
-    ]
-    store = EdgeStore(tmp_path / "store")
+    store = _store_of(said, now, embedder, tmp_path)
     try:
-        stage = ModelStage(embedder, HotSwapScorer(ModelRegistry(tmp_path / "m", "valuation")))
-        ingest(store, stage, memories)
         searches: list[int] = []
         search = store.search
 
