@@ -158,22 +158,32 @@ async def wait_full_isr(bootstrap: str, topics: list[str], timeout: float) -> fl
         await asyncio.sleep(0.5)
 
 
-async def topic_config(bootstrap: str, topic: str, keys: tuple[str, ...]) -> dict[str, str]:
-    """Some configs of `topic` as the broker reports them."""
+async def topic_config(
+    bootstrap: str, topic: str, keys: tuple[str, ...], timeout_s: float = 15.0
+) -> dict[str, str]:
+    """Some configs of `topic` as the broker reports them. Right after the topic is created
+    the node asked may not know it yet and answer with none: asked again until every key
+    is there or `timeout_s` has passed (then what there is)."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    admin = _admin(bootstrap)
-    await admin.start()
-    try:
-        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    finally:
-        await admin.close()
-    out = {}
-    for resource in response.resources:
-        for entry in resource[4]:
-            if entry[0] in keys:
-                out[entry[0]] = entry[1]
-    return out
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = _admin(bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic)]
+            )
+        finally:
+            await admin.close()
+        out = {}
+        for resource in response.resources:
+            for entry in resource[4]:
+                if entry[0] in keys:
+                    out[entry[0]] = entry[1]
+        if set(keys) <= set(out) or time.monotonic() > deadline:
+            return out
+        await asyncio.sleep(0.5)
 
 
 # --------------------------------------------------------------------------- the worker
