@@ -4,7 +4,7 @@
         event_id = await client.publish_memory("the staging DB moved to eu-west-2", tags=["infra"])
 
 Without a bootstrap it connects to `MEMSTREAM_KAFKA_BOOTSTRAP`, else to the stack
-`memstream up` runs (found through its state file, `memstream.stack.find_stack`).
+`memstream up` runs (found through its state file, `memstream.services.stack.find_stack`).
 It talks to Kafka directly and is trusted with the tenant and teams it is given: it is
 the producer for services inside the cluster's trust boundary.
 
@@ -60,8 +60,8 @@ class NoBroker(RuntimeError):
 
 def default_bootstrap() -> str:
     """`MEMSTREAM_KAFKA_BOOTSTRAP`, else the running stack's broker; NoBroker otherwise."""
+    from memstream.services.stack import find_stack, where_to_look
     from memstream.settings import Settings
-    from memstream.stack import find_stack, where_to_look
 
     settings = Settings()
     if settings.kafka_bootstrap:

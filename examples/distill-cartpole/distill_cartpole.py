@@ -86,8 +86,8 @@ def fetch_student(api: HttpClient, model: str, end: dict[str, int], timeout: flo
 
 def token_for(tenant: str, team: str) -> tuple[str, str]:
     from memstream.services.auth import TokenStore
+    from memstream.services.stack import find_stack
     from memstream.settings import Settings
-    from memstream.stack import find_stack
 
     state = find_stack(Settings())
     if state is None or not state.api_url:

@@ -203,7 +203,7 @@ class Supervisor:
         self.started_at = time.monotonic()
 
     def spawn(self) -> None:
-        from memstream.stack import spawn_worker
+        from memstream.services.stack import spawn_worker
 
         self.proc = spawn_worker(
             self.bootstrap,
@@ -226,7 +226,7 @@ class Supervisor:
             self.spawn()
 
     def stop(self) -> int | None:
-        from memstream.stack import stop_process
+        from memstream.services.stack import stop_process
 
         if self.proc is None:
             return None

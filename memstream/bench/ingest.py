@@ -45,7 +45,7 @@ from memstream.eval.retrieval import turn_memories
 from memstream.schemas.events import Indexed, Memory, new_event_id
 from memstream.schemas.topics import INDEXED, MEMORIES
 from memstream.services.auth import TokenStore
-from memstream.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from memstream.streams.admin import ensure_topics
 
 REFERENCE_BATCH = 500

@@ -26,7 +26,7 @@ from rich.console import Console
 from memstream.broker import BrokerUnavailable, start_broker
 from memstream.schemas import Memory
 from memstream.schemas.topics import INDEXED, MEMORIES, TopicSpec
-from memstream.stack import spawn_worker, stop_process
+from memstream.services.stack import spawn_worker, stop_process
 from memstream.streams.admin import ensure_topics
 from memstream.streams.validate import validate_event
 

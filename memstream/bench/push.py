@@ -45,7 +45,7 @@ from memstream.schemas.events import (
 )
 from memstream.services.auth import TokenStore
 from memstream.services.matcher import INT8_MIN, SubscriptionIndex, int8_engine
-from memstream.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from memstream.streams.admin import ensure_topics
 
 TENANT = "bench-push"

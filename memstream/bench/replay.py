@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from memstream.archive import ArchiveWriter
+from memstream.log.archive import ArchiveWriter
 from memstream.schemas.events import Indexed, Memory, new_event_id
 from memstream.schemas.topics import INDEXED, MEMORIES
 from memstream.settings import Settings
@@ -90,7 +90,7 @@ def run_replay_bench(
     batch_size: int = 500,
 ) -> dict[str, Any]:
     """Time both replay paths; returns counts and events/s of each (and prints them)."""
-    from memstream.replay import replay
+    from memstream.log.replay import replay
 
     base = Settings()
     embedded = min(events, embed_cap)

@@ -400,7 +400,7 @@ def _spawn(
     models: dict[str, str],
 ) -> _Worker:
     from memstream.broker.base import free_port
-    from memstream.stack import _die_with_parent
+    from memstream.services.stack import _die_with_parent
 
     port = free_port()
     log = data_dir / f"model-{index}.log"
@@ -436,7 +436,7 @@ def _spawn(
 
 
 def _stop(workers: list[_Worker]) -> None:
-    from memstream.stack import stop_process
+    from memstream.services.stack import stop_process
 
     for w in workers:
         with contextlib.suppress(Exception):
@@ -600,7 +600,7 @@ async def _run_once(
     import httpx
 
     from memstream.schemas.topics import INDEXED
-    from memstream.stack import wait_for_http
+    from memstream.services.stack import wait_for_http
 
     tag = f"{k}w-r{repeat + 1}-{uuid.uuid4().hex[:6]}"
     group = f"memstream-scale-{tag}"

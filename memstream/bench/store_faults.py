@@ -261,7 +261,7 @@ class _Worker:
         self.starts = 0
 
     def start(self, timeout: float = 180) -> None:
-        from memstream.stack import spawn_worker, wait_for_http
+        from memstream.services.stack import spawn_worker, wait_for_http
 
         self.proc = spawn_worker(
             self.bootstrap,
@@ -285,7 +285,7 @@ class _Worker:
             self.proc.wait()
 
     def stop(self) -> int | None:
-        from memstream.stack import stop_process
+        from memstream.services.stack import stop_process
 
         if self.proc is None:
             return None

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memstream.sqlite_file import SqliteFile
+from memstream.store.sqlite_file import SqliteFile
 
 RATING = {"helped": 1.0, "used": 0.5, "wrong": -1.0, "ignored": 0.0}
 DAMPING = 0.15

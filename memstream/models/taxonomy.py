@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from memstream.sqlite_file import SqliteFile
+from memstream.store.sqlite_file import SqliteFile
 
 TAXONOMY_FILE = "taxonomy.db"
 MAX_TAGS = 100

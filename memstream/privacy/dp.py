@@ -26,7 +26,7 @@ from typing import Any
 
 import opendp.prelude as dp
 
-from memstream.sqlite_file import SqliteFile
+from memstream.store.sqlite_file import SqliteFile
 
 dp.enable_features("contrib")  # make_laplace and friends are "contrib" in OpenDP
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from memstream.privacy.policy import normalise, tenant_key
-from memstream.sqlite_file import SqliteFile
+from memstream.store.sqlite_file import SqliteFile
 
 KEY_BYTES = 32  # AES-256
 SUBJECT_HEX = 32  # 128-bit subject ids: short in every sealed record, collisions negligible

@@ -33,8 +33,8 @@ import numpy as np
 from prometheus_client import Counter
 
 from memstream.models.embedding import Embedder
-from memstream.sqlite_file import SqliteFile
 from memstream.store.base import Caller
+from memstream.store.sqlite_file import SqliteFile
 
 Verification = Literal["verified", "unverified", "failed"]
 Outcome = Literal["hit", "miss", "rejected"]

@@ -18,8 +18,8 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from memstream.schemas.events import Slug
-from memstream.sqlite_file import SqliteFile
 from memstream.store.base import Caller
+from memstream.store.sqlite_file import SqliteFile
 
 _SCHEMA = """
 create table if not exists tokens (

@@ -288,7 +288,7 @@ def mount_dashboard(api: FastAPI, backend: Any) -> None:
         return HTMLResponse(_page("search as an agent", form + result))
 
     async def letters_of(admin: Caller) -> list[tuple[Any, dict[str, Any]]]:
-        from memstream.dlq import parse_row, read_dead_letters
+        from memstream.log.dead_letters import parse_row, read_dead_letters
 
         messages = await read_dead_letters(backend.bootstrap, idle_s=1.0)
         rows = [(m, parse_row(m)) for m in messages]
@@ -319,7 +319,7 @@ def mount_dashboard(api: FastAPI, backend: Any) -> None:
         admin = admin_of(request)
         if admin is None:
             return login_page("log in first", 401)
-        from memstream.dlq import original_of
+        from memstream.log.dead_letters import original_of
 
         found = [(m, r) for m, r in await letters_of(admin) if r["id"] == letter]
         if not found:
@@ -355,7 +355,7 @@ def mount_dashboard(api: FastAPI, backend: Any) -> None:
         admin = admin_of(request)
         if admin is None:
             return login_page("log in first", 401)
-        from memstream.dlq import replay_dead_letters_async
+        from memstream.log.dead_letters import replay_dead_letters_async
 
         if not any(r["id"] == letter for _, r in await letters_of(admin)):
             return HTMLResponse(

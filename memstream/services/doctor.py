@@ -51,7 +51,7 @@ class Target:
 
 
 def find_target(settings: Settings) -> tuple[Target, Check]:
-    from memstream.stack import find_stack, where_to_look
+    from memstream.services.stack import find_stack, where_to_look
 
     state = find_stack(settings)
     bootstrap = settings.kafka_bootstrap or (state.bootstrap if state else None)
@@ -134,7 +134,7 @@ def check_topics(topics: set[str] | None) -> Check:
 
 
 def _alive(pid: int | None) -> bool | None:
-    from memstream.stack import pid_alive
+    from memstream.services.stack import pid_alive
 
     return None if pid is None else pid_alive(pid)
 

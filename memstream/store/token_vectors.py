@@ -20,7 +20,7 @@ from uuid import UUID
 import numpy as np
 
 from memstream.models.embedding import TokenVectors
-from memstream.sqlite_file import SqliteFile
+from memstream.store.sqlite_file import SqliteFile
 
 _SCHEMA = (
     """

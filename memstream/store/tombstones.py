@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
-from memstream.sqlite_file import SqliteFile
+from memstream.store.sqlite_file import SqliteFile
 
 _SCHEMA = """
 create table if not exists tombstones (

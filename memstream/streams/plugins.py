@@ -289,7 +289,7 @@ def attach_archive(
     rotated on the same timer. Records of topics with raw personal data
     (`record_seal.SEALED_TOPICS`) are encrypted with a key per record from the data dir's
     key store first, so that erasure reaches their copies."""
-    from memstream.archive import ArchiveWriter
+    from memstream.log.archive import ArchiveWriter
     from memstream.privacy.keystore import KeyStore
     from memstream.privacy.record_seal import SEALED_TOPICS, RecordSealer
     from memstream.privacy.secrets import scrub_bytes

@@ -15,7 +15,7 @@ from memstream.broker import BrokerHandle
 from memstream.broker.base import free_port
 from memstream.schemas.topics import ERASURES, FEEDBACK, INDEXED, MEMORIES, OBSERVATIONS
 from memstream.services.auth import TokenStore
-from memstream.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from memstream.streams.admin import ensure_topics, partition_count
 from memstream.streams.probe import probe_pipeline
 

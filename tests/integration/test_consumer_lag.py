@@ -19,7 +19,7 @@ from memstream.broker import BrokerHandle
 from memstream.broker.kafka import start_kafka
 from memstream.client import Client
 from memstream.schemas.topics import MEMORIES
-from memstream.stack import stop_process
+from memstream.services.stack import stop_process
 from memstream.streams.admin import ensure_topics
 from tests.integration import test_roles
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from memstream.broker.base import free_port
-from memstream.stack import StackState
+from memstream.services.stack import StackState
 from tests.integration.test_durable_stack import _up
 
 

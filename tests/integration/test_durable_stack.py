@@ -27,7 +27,7 @@ from memstream.broker.base import free_port
 from memstream.client import Client
 from memstream.schemas.topics import INDEXED, MEMORIES
 from memstream.services.auth import TokenStore
-from memstream.stack import StackState
+from memstream.services.stack import StackState
 from tests.integration.test_api import _auth, _collect, _until, _wait_subscriptions
 
 TOTAL = 1000

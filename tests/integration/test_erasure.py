@@ -23,7 +23,7 @@ from memstream.broker.base import free_port
 from memstream.privacy.keystore import KeyStore, subject_id
 from memstream.schemas import Memory
 from memstream.services.auth import TokenStore
-from memstream.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from memstream.store import CollectionSet
 from memstream.streams.app import archived_topics
 from memstream.streams.privacy_stage import load_master_key

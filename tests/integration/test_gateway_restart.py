@@ -12,7 +12,7 @@ import httpx
 from memstream.broker import BrokerHandle
 from memstream.broker.base import free_port
 from memstream.services.auth import TokenStore
-from memstream.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from tests.integration.test_api import _auth, _collect, _subscribe, _until, _wait_subscriptions
 
 

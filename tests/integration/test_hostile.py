@@ -205,7 +205,7 @@ async def test_the_archive_keeps_no_raw_personal_data_and_erasure_reaches_it(
     sealer = RecordSealer(KeyStore(worker.data_dir / "keys.db"))
 
     def archived_copy() -> tuple[str, bytes] | None:
-        from memstream.archive import ArchiveReader
+        from memstream.log.archive import ArchiveReader
 
         for record in ArchiveReader(archive).read("memstream.memories"):
             if record.sealed_with == f"{tenant}/{memory_id}":

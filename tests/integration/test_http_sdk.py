@@ -21,7 +21,7 @@ from memstream.broker import BrokerHandle
 from memstream.broker.base import free_port
 from memstream.sdk.http import DeliveredMemory, Forbidden, InvalidRequest, NotFound, Unauthorized
 from memstream.services.auth import TokenStore
-from memstream.stack import stop_process
+from memstream.services.stack import stop_process
 from memstream.store.tombstones import TOMBSTONES_FILE, Tombstones
 from tests.integration.conftest import start_group_at_end
 from tests.integration.test_erasure import _cli, _serve

@@ -22,7 +22,7 @@ from memstream.broker.kafka import start_kafka
 from memstream.broker.security import kafka_client_kwargs
 from memstream.client import Client
 from memstream.schemas.topics import INDEXED, MEMORIES, SUBSCRIPTIONS
-from memstream.stack import spawn_worker, stop_process
+from memstream.services.stack import spawn_worker, stop_process
 from memstream.streams.admin import ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,7 @@ from memstream.schemas.topics import (
     SUBSCRIPTIONS,
 )
 from memstream.services.auth import TokenStore
-from memstream.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from memstream.store import open_store
 from memstream.store.base import Caller
 from tests.integration.conftest import read_topic, start_group_at_end

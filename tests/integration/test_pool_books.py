@@ -1,5 +1,5 @@
 """Reputation and the credit ledger on a running worker, and the same books rebuilt from the
-log alone (`memstream.replay.rebuild_books`) equal to the live ones."""
+log alone (`memstream.log.replay.rebuild_books`) equal to the live ones."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from memstream.broker import BrokerHandle
+from memstream.log.replay import rebuild_books
 from memstream.processors import RawMessage
-from memstream.replay import rebuild_books
 from memstream.schemas.topics import DELIVERIES, FEEDBACK, INDEXED
 from memstream.services.auth import TokenStore
 from memstream.settings import Settings

@@ -21,7 +21,7 @@ from memstream.broker.base import free_port
 from memstream.schemas.events import Memory
 from memstream.schemas.topics import MEMORIES
 from memstream.services.auth import TokenStore
-from memstream.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from tests.integration.conftest import start_group_at_end
 
 BURST = 500

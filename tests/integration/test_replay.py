@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from memstream.archive import ArchiveReader
 from memstream.broker import BrokerHandle, start_tansu
-from memstream.replay import replay
+from memstream.log.archive import ArchiveReader
+from memstream.log.replay import replay
 from memstream.schemas import Memory
 from memstream.schemas.topics import DEAD_LETTER, INDEXED, MEMORIES
+from memstream.services.stack import spawn_worker, stop_process
 from memstream.settings import Settings
-from memstream.stack import spawn_worker, stop_process
 from memstream.store.collections import CollectionSet
 from memstream.streams.admin import ensure_topics
 from tests.integration.conftest import read_topic
@@ -152,7 +152,7 @@ def _ops(*args: str, site: Path, data_dir: Path, timeout: float = 300) -> dict:
     worker's data dir (its keystore and master key: replayed memories are protected the
     same way)."""
     launcher = (
-        "import typer; from memstream.cli_ops import register; "
+        "import typer; from memstream.cli.log_commands import register; "
         "app = typer.Typer(); register(app); app()"
     )
     done = subprocess.run(
@@ -284,7 +284,7 @@ async def test_replay_from_a_topic_range_and_dead_letters_sent_round_again(
     the events published in it; a dead letter re-published by id fails the same way again."""
     from datetime import UTC, datetime, timedelta
 
-    from memstream.dlq import list_dead_letters, replay_dead_letters
+    from memstream.log.dead_letters import list_dead_letters, replay_dead_letters
 
     tenant = f"range-{uuid.uuid4().hex[:6]}"
     since = datetime.now(UTC) - timedelta(seconds=1)

@@ -23,7 +23,7 @@ from memstream.broker.base import free_port
 from memstream.broker.kafka import start_kafka
 from memstream.client import Client
 from memstream.services.auth import TokenStore
-from memstream.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from memstream.streams.admin import ensure_topics
 from tests.integration.test_api import _auth, _collect, _until, _wait_subscriptions
 

@@ -14,10 +14,10 @@ from collections import Counter
 import httpx
 import zstandard
 
-from memstream.archive import ArchiveReader
 from memstream.broker import BrokerHandle
 from memstream.client import Client
 from memstream.eval.secret_samples import KINDS, secret_samples
+from memstream.log.archive import ArchiveReader
 from memstream.privacy.keystore import KeyStore
 from memstream.privacy.record_seal import RecordSealer
 from memstream.schemas.topics import INDEXED, MEMORIES

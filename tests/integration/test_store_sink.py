@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from memstream.broker import BrokerHandle
 from memstream.schemas import Memory
 from memstream.schemas.topics import MEMORIES
-from memstream.stack import spawn_worker, stop_process
+from memstream.services.stack import spawn_worker, stop_process
 from memstream.store import Caller, open_store
 from tests.integration.conftest import start_group_at_end
 

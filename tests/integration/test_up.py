@@ -125,7 +125,7 @@ def test_up_says_at_once_that_its_port_is_taken(tmp_path: Path) -> None:
 
 def test_up_restarts_a_worker_that_dies_and_says_why(tmp_path: Path) -> None:
     """After `kill -9` of the worker, `up` used to keep running with the API gone."""
-    from memstream.stack import StackState
+    from memstream.services.stack import StackState
 
     port = free_port()
     proc = _start_up(tmp_path, port)

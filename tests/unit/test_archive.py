@@ -8,7 +8,7 @@ import pytest
 import zstandard
 from structlog.testing import capture_logs
 
-from memstream.archive import HOUR_MS, ArchivedRecord, ArchiveReader, ArchiveWriter
+from memstream.log.archive import HOUR_MS, ArchivedRecord, ArchiveReader, ArchiveWriter
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

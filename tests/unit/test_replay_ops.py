@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from memstream.archive import ArchiveWriter
-from memstream.dlq import matches, original_of, parse_row, select
-from memstream.processors import RawMessage
-from memstream.replay import (
+from memstream.log.archive import ArchiveWriter
+from memstream.log.dead_letters import matches, original_of, parse_row, select
+from memstream.log.replay import (
     CHECKPOINT_FILE,
     Checkpoint,
     Position,
@@ -23,6 +22,7 @@ from memstream.replay import (
     parse_position,
     replay,
 )
+from memstream.processors import RawMessage
 from memstream.schemas.events import Memory
 from memstream.schemas.topics import DEAD_LETTER, INDEXED, MEMORIES
 from memstream.settings import Settings
@@ -276,7 +276,7 @@ def test_truncated_dead_letters_are_not_replayable(monkeypatch: pytest.MonkeyPat
 def test_cli_commands_are_registered_and_archive_stats(tmp_path: Path) -> None:
     import typer
 
-    from memstream.cli_ops import register
+    from memstream.cli.log_commands import register
 
     app = typer.Typer()
     register(app)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from memstream.services.auth import InvalidIdentity, TokenStore
+from memstream.services.stack import StackState, find_stack, running_stacks, stack_settings
 from memstream.settings import Settings
-from memstream.stack import StackState, find_stack, running_stacks, stack_settings
 
 
 def _state(data_dir: Path, pid: int) -> StackState:

@@ -22,8 +22,8 @@ def fail(message: str) -> typer.Exit:
 
 def require_bootstrap(settings: Settings, bootstrap: str | None) -> str:
     """--bootstrap, else MEMSTREAM_KAFKA_BOOTSTRAP, else the running stack's broker
-    (`memstream.stack.find_stack`), else a clear error naming what was looked for."""
-    from memstream.stack import find_stack, where_to_look
+    (`memstream.services.stack.find_stack`), else a clear error naming what was looked for."""
+    from memstream.services.stack import find_stack, where_to_look
 
     found = bootstrap or settings.kafka_bootstrap
     if not found:
@@ -41,7 +41,7 @@ def stack_settings(settings: Settings) -> Settings:
     """The settings of the running stack these settings mean (its data dir and broker),
     or these settings unchanged when none runs; says on stderr which stack was found
     when it lives elsewhere than the current data dir."""
-    from memstream.stack import stack_settings as resolve
+    from memstream.services.stack import stack_settings as resolve
 
     resolved, state = resolve(settings)
     if state is not None and resolved.data_dir != settings.data_dir:
@@ -55,7 +55,7 @@ def api_target(url: str | None, token: str | None) -> tuple[str, str]:
     error names what is missing."""
     import os
 
-    from memstream.stack import find_stack, where_to_look
+    from memstream.services.stack import find_stack, where_to_look
 
     settings = Settings()
     url = url or os.environ.get("MEMSTREAM_API_URL")

@@ -15,12 +15,12 @@ from typing import Annotated, Any
 
 import typer
 
-from memstream import cli_ops
 from memstream.broker import BrokerUnavailable, start_broker
 from memstream.broker.security import kafka_client_kwargs
-from memstream.cli_common import fail as _fail
-from memstream.cli_common import load_settings as _settings
-from memstream.cli_common import require_bootstrap
+from memstream.cli import log_commands as cli_ops
+from memstream.cli.options import fail as _fail
+from memstream.cli.options import load_settings as _settings
+from memstream.cli.options import require_bootstrap
 from memstream.settings import Settings
 
 app = typer.Typer(
@@ -170,7 +170,7 @@ def up(
     SIGTERM stops it. A worker that exits is restarted with backoff; after 5 restarts in 5
     minutes, or if it dies before the stack is ready, `up` stops and exits with status 1.
     Other commands find the running stack through `<data dir>/stack.json`."""
-    from memstream.stack import Stack, StackError, wait_for_http
+    from memstream.services.stack import Stack, StackError, wait_for_http
     from memstream.streams.probe import wait_until_ready
 
     settings = _settings()
@@ -199,7 +199,7 @@ def up(
             raise _fail(f"{err}; see {stack.worker_log}") from err
         typer.echo(f"pipeline answered in {seconds:.1f}s; kafka at {stack.bootstrap}")
         if demo:
-            from memstream.demo import run_demo
+            from memstream.services.demo import run_demo
 
             asyncio.run(run_demo(stack.bootstrap))
         typer.echo(f"ready {stack.url}")
@@ -227,11 +227,11 @@ def erase(
     its values is deleted, is left out by every replay (topic, archive, --swap), and later
     memories that hold it are not kept either. Needs the key store of the stack that
     stored the memories: its data dir (MEMSTREAM_DATA_DIR), or the running stack."""
-    from memstream.cli_common import stack_settings
+    from memstream.cli.options import stack_settings
     from memstream.privacy.keystore import subject_id
     from memstream.schemas.events import Erasure, ErasurePayload
     from memstream.schemas.topics import ERASURES
-    from memstream.stack import where_to_look
+    from memstream.services.stack import where_to_look
     from memstream.streams.privacy_stage import load_master_key
 
     settings = stack_settings(_settings())
@@ -310,7 +310,7 @@ def import_command(
     Exit 1 when any row was dead-lettered."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from memstream.cli_common import api_target
+    from memstream.cli.options import api_target
     from memstream.sdk.http import HttpClient, MemstreamError
     from memstream.sdk.transfer import import_file
 
@@ -359,7 +359,7 @@ def export_command(
 ) -> None:
     """Every memory the token may see, as JSONL (one object per line), streamed; the
     format `memstream import` reads back."""
-    from memstream.cli_common import api_target
+    from memstream.cli.options import api_target
     from memstream.sdk.http import HttpClient, MemstreamError
     from memstream.sdk.transfer import export_rows
 
@@ -381,7 +381,7 @@ def mcp_command(url: UrlOption = None, token: TokenOption = None) -> None:
     """Serve memstream's MCP tools on stdin/stdout for a local MCP host (Claude Desktop,
     an IDE): every tool goes through the HTTP API with this token, so it sees and writes
     exactly what the token may. Logs go to stderr; stdout is the protocol's."""
-    from memstream.cli_common import api_target
+    from memstream.cli.options import api_target
     from memstream.sdk.http import Unauthorized
     from memstream.services.mcp import run_stdio
 
@@ -425,7 +425,7 @@ def token_create(
 ) -> None:
     """Print a new token for this identity, and nothing else (only its hash is kept).
     Written to the token store of the running stack, else of MEMSTREAM_DATA_DIR."""
-    from memstream.cli_common import stack_settings
+    from memstream.cli.options import stack_settings
     from memstream.services.auth import InvalidIdentity, TokenStore
 
     settings = stack_settings(Settings())
@@ -444,7 +444,7 @@ def token_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """The tokens of the running stack's token store: ids and identities, never secrets."""
-    from memstream.cli_common import stack_settings
+    from memstream.cli.options import stack_settings
     from memstream.services.auth import TokenStore
 
     settings = stack_settings(Settings())
@@ -469,7 +469,7 @@ def token_revoke(
     token: Annotated[str, typer.Argument(help="a token id (from `token list`) or a whole token")],
 ) -> None:
     """Revoke a token: every later request with it gets 401."""
-    from memstream.cli_common import stack_settings
+    from memstream.cli.options import stack_settings
     from memstream.services.auth import TokenStore, token_id
 
     settings = stack_settings(Settings())
@@ -801,7 +801,7 @@ def distill_rebuild(
 ) -> None:
     """Replay `memstream.experience` up to a version's lineage offsets into a new student
     version (same teachers, config and seed), and say whether its weights are identical."""
-    from memstream.cli_common import stack_settings
+    from memstream.cli.options import stack_settings
     from memstream.streams.distill import (
         read_experience,
         rebuild_student,
@@ -1233,7 +1233,7 @@ def bench_load(
     from rich.progress import Progress
 
     from memstream.bench.load import run_load
-    from memstream.cli_common import stack_settings
+    from memstream.cli.options import stack_settings
     from memstream.services.auth import TokenStore
 
     if clients < 1 or seconds <= 0 or rate <= 0:

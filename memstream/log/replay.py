@@ -48,7 +48,7 @@ from memstream.schemas.topics import DELIVERIES, FEEDBACK, INDEXED, INPUT_KINDS
 from memstream.settings import Settings
 from memstream.streams.validate import InvalidEvent, validate_event
 
-log = get_logger("memstream.replay")
+log = get_logger("memstream.log.replay")
 
 CHECKPOINT_FILE = "replay-checkpoint.json"
 INPUT_TOPICS: tuple[str, ...] = tuple(INPUT_KINDS)
@@ -225,7 +225,7 @@ def read_archive_range(
     offset) order, each record once. Encrypted records are opened with `sealer` (a
     `RecordSealer` over the worker's key store); one whose key was erased, or with no
     sealer to open it, is left out and reported to `on_erased()`."""
-    from memstream.archive import ArchiveReader
+    from memstream.log.archive import ArchiveReader
 
     reader = ArchiveReader(root)
 
@@ -247,7 +247,7 @@ def read_archive_range(
 
 
 def count_archive_range(root: Path, topics: Sequence[str], start: Position, stop: Position) -> int:
-    from memstream.archive import ArchiveReader
+    from memstream.log.archive import ArchiveReader
 
     reader = ArchiveReader(root)
     total = 0

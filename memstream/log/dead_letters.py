@@ -24,7 +24,7 @@ from memstream.processors import RawMessage
 from memstream.schemas.events import DeadLetter
 from memstream.schemas.topics import DEAD_LETTER
 
-log = get_logger("memstream.dlq")
+log = get_logger("memstream.log.dead_letters")
 
 
 def letter_id(partition: int, offset: int) -> str:
@@ -92,7 +92,7 @@ def matches(row: dict[str, Any], reason: str | None = None, stage: str | None = 
 
 async def read_dead_letters(bootstrap: str, *, idle_s: float | None = None) -> list[RawMessage]:
     """Every record of the dead-letter topic, from the beginning to the current end."""
-    from memstream.replay import KafkaRange
+    from memstream.log.replay import KafkaRange
 
     records: list[RawMessage] = []
     async for batch in KafkaRange(bootstrap, [DEAD_LETTER.name], idle_s=idle_s).batches():

@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from memstream.cli_common import fail as _fail
-from memstream.cli_common import load_settings as _settings
-from memstream.cli_common import require_bootstrap as _bootstrap
-from memstream.cli_common import stack_settings
+from memstream.cli.options import fail as _fail
+from memstream.cli.options import load_settings as _settings
+from memstream.cli.options import require_bootstrap as _bootstrap
+from memstream.cli.options import stack_settings
 
 processors_app = typer.Typer(help="Installed plug-in processors.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
@@ -74,7 +74,7 @@ def replay_cmd(
 
     Resumable: re-running the same command continues after the last stored batch. With
     --swap the alias moves at the end; a running worker follows it within a second."""
-    from memstream.replay import ReplayError, replay, replay_books
+    from memstream.log.replay import ReplayError, replay, replay_books
 
     settings = stack_settings(_settings())
     if books:
@@ -183,7 +183,7 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
 ) -> None:
     """Dead letters: id (partition:offset), reason, stage, origin, tenant, detail."""
-    from memstream.dlq import list_dead_letters
+    from memstream.log.dead_letters import list_dead_letters
 
     settings = _settings()
     rows = list_dead_letters(_bootstrap(settings, bootstrap), limit or None, reason, stage)
@@ -212,7 +212,7 @@ def dlq_replay(
     as_json: Annotated[bool, typer.Option("--json", help='print {"republished": N}')] = False,
 ) -> None:
     """Re-publish dead letters' original bytes to their origin topic (after a fix)."""
-    from memstream.dlq import replay_dead_letters
+    from memstream.log.dead_letters import replay_dead_letters
 
     settings = _settings()
     ids = _split(offset)
@@ -231,7 +231,7 @@ def archive_stats(root: Path, topic: str | None = None) -> dict[str, Any]:
     """Per topic: segments, records, partitions, bytes on disk, first and last record time."""
     from datetime import UTC, datetime
 
-    from memstream.archive import ArchiveReader
+    from memstream.log.archive import ArchiveReader
 
     reader = ArchiveReader(root)
     topics: dict[str, Any] = {}

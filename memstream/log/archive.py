@@ -37,7 +37,7 @@ import zstandard
 
 from memstream.logging import get_logger
 
-log = get_logger("memstream.archive")
+log = get_logger("memstream.log.archive")
 
 HOUR_MS = 3_600_000
 SEGMENT_SUFFIX = ".jsonl.zst"
