@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
+from memstream.cli.options import BootstrapOption, JsonFlag, stack_settings
 from memstream.cli.options import fail as _fail
 from memstream.cli.options import load_settings as _settings
 from memstream.cli.options import require_bootstrap as _bootstrap
-from memstream.cli.options import stack_settings
 
 processors_app = typer.Typer(help="Installed plug-in processors.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
@@ -49,9 +49,7 @@ def replay_cmd(
     ] = None,
     swap: Annotated[bool, typer.Option(help="make the new version live at the end")] = False,
     restart: Annotated[bool, typer.Option(help="ignore the version's checkpoint")] = False,
-    bootstrap: Annotated[
-        str | None, typer.Option(help="host:port[,...]; default MEMSTREAM_KAFKA_BOOTSTRAP")
-    ] = None,
+    bootstrap: BootstrapOption = None,
     store: Annotated[
         Path | None, typer.Option(help="the Edge store directory (default <data dir>/store)")
     ] = None,
@@ -136,7 +134,7 @@ def replay_cmd(
 
 @processors_app.command("list")
 def processors_list(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Installed plug-ins: name, origin package, consumed and produced topics."""
     from memstream.processors import load_entry_points
@@ -179,7 +177,7 @@ def dlq_list(
         str | None, typer.Option(help="only this stage (`processor:*` for every plug-in)")
     ] = None,
     limit: Annotated[int, typer.Option(help="newest N (0 = all)")] = 50,
-    bootstrap: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
+    bootstrap: BootstrapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
 ) -> None:
     """Dead letters: id (partition:offset), reason, stage, origin, tenant, detail."""
@@ -208,7 +206,7 @@ def dlq_replay(
     ] = None,
     reason: Annotated[str | None, typer.Option(help="every dead letter with this reason")] = None,
     stage: Annotated[str | None, typer.Option(help="every dead letter of this stage")] = None,
-    bootstrap: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
+    bootstrap: BootstrapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help='print {"republished": N}')] = False,
 ) -> None:
     """Re-publish dead letters' original bytes to their origin topic (after a fix)."""
@@ -272,7 +270,7 @@ def archive_stats_cmd(
         Path | None, typer.Option(help="archive directory (default <data>/archive)")
     ] = None,
     topic: Annotated[str | None, typer.Option(help="only this topic")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """What the archive holds: records, segments and bytes per topic, time span."""
     settings = stack_settings(_settings())
@@ -299,7 +297,7 @@ def tail_cmd(
     idle: Annotated[
         float | None, typer.Option(help="stop after this many seconds without a record")
     ] = None,
-    bootstrap: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
+    bootstrap: BootstrapOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object per record and line, nothing else")
     ] = False,

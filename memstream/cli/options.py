@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from memstream.logging import configure_logging
 from memstream.settings import Settings
+
+DEV_LOCOMO = Path("../shared/data/locomo_dev.json")
+"""The LoCoMo dev set benches and evals read by default."""
+
+BootstrapOption = Annotated[
+    str | None, typer.Option(help="host:port[,...]; default MEMSTREAM_KAFKA_BOOTSTRAP")
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON only")]
+SaveFlag = Annotated[bool, typer.Option(help="save under benchmarks/results/")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="the API (default: MEMSTREAM_API_URL, else the running stack's)"),
+]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", help="bearer token (default: MEMSTREAM_TOKEN)")
+]
 
 
 def load_settings() -> Settings:
