@@ -17,15 +17,15 @@ from memstream.cli.options import (
 )
 from memstream.cli.options import fail as _fail
 from memstream.cli.options import load_settings as _settings
-from memstream.cli.results import emit
+from memstream.cli.results import emit, with_bar
 from memstream.settings import Settings
+
+LocalApiOption = Annotated[str, typer.Option(help="the API of a running stack (local only)")]
 
 
 @bench_app.command("load")
 def bench_load(
-    url: Annotated[str, typer.Option(help="the API of a running stack (local only)")] = (
-        "http://127.0.0.1:8700"
-    ),
+    url: LocalApiOption = "http://127.0.0.1:8700",
     clients: Annotated[int, typer.Option(help="agents, each with its own token and stream")] = 8,
     seconds: Annotated[float, typer.Option(help="how long to drive the API")] = 60.0,
     rate: Annotated[float, typer.Option(help="writes per second, all clients together")] = 10.0,
@@ -36,8 +36,6 @@ def bench_load(
     """A steady mix of writes, searches and streams against a running API: achieved rates,
     p50/p99 per route, errors, and whether every acknowledged write was indexed (exit 1
     on any error or missing write). Tokens are made in the stack's token store."""
-    from rich.progress import Progress
-
     from memstream.bench.load import run_load
     from memstream.cli.options import stack_settings
     from memstream.services.auth import TokenStore
@@ -48,19 +46,19 @@ def bench_load(
     store = TokenStore(settings.data_dir / "tokens.db")
     tenant = f"load-{uuid.uuid4().hex[:6]}"
     tokens = [store.create(tenant, f"agent-{i}") for i in range(clients)]
-    with Progress(disable=as_json, transient=True) as bar:
-        task = bar.add_task("load (writes acknowledged)", total=int(rate * seconds))
-        try:
-            result = run_load(
-                url,
-                tokens,
-                seconds=seconds,
-                rate=rate,
-                searches_per_write=searches_per_write,
-                progress=lambda done: bar.update(task, completed=done),
-            )
-        except ValueError as err:
-            raise _fail(str(err)) from err
+    result = with_bar(
+        "load (writes acknowledged)",
+        int(rate * seconds),
+        as_json,
+        lambda progress: run_load(
+            url,
+            tokens,
+            seconds=seconds,
+            rate=rate,
+            searches_per_write=searches_per_write,
+            progress=progress,
+        ),
+    )
     emit("load", result, save=save, as_json=as_json)
     if result["errors_total"] or result["writes_missing"]:
         raise typer.Exit(code=1)
@@ -176,9 +174,7 @@ def bench_scale(
 
 @bench_app.command("fuzz")
 def bench_fuzz(
-    url: Annotated[str, typer.Option(help="the API of a running stack (local only)")] = (
-        "http://127.0.0.1:8700"
-    ),
+    url: LocalApiOption = "http://127.0.0.1:8700",
     requests: Annotated[int, typer.Option(help="requests to send")] = 10_000,
     tenants: Annotated[int, typer.Option(help="tenants to spread them over")] = 4,
     agents: Annotated[int, typer.Option(help="tokens per tenant")] = 16,
@@ -190,8 +186,6 @@ def bench_fuzz(
     """Hostile and careless requests against a running API: counts per status; fails
     (exit 1) on any 5xx, dropped connection or 4xx without a reason. Tokens are made in
     the stack's token store (MEMSTREAM_DATA_DIR)."""
-    from rich.progress import Progress
-
     from memstream.bench.fuzz import run_fuzz
     from memstream.services.auth import TokenStore
 
@@ -204,21 +198,21 @@ def bench_fuzz(
         for j in range(agents)
     ]
     firsts = tokens[::agents]  # one per tenant, for the searches afterwards
-    with Progress(disable=as_json, transient=True) as bar:
-        task = bar.add_task("fuzz", total=requests)
-        try:
-            result = run_fuzz(
-                url,
-                firsts + tokens,
-                names,
-                requests=requests,
-                seed=seed,
-                concurrency=concurrency,
-                limit_bytes=settings.max_event_bytes,
-                progress=lambda done: bar.update(task, completed=done),
-            )
-        except ValueError as err:
-            raise _fail(str(err)) from err
+    result = with_bar(
+        "fuzz",
+        requests,
+        as_json,
+        lambda progress: run_fuzz(
+            url,
+            firsts + tokens,
+            names,
+            requests=requests,
+            seed=seed,
+            concurrency=concurrency,
+            limit_bytes=settings.max_event_bytes,
+            progress=progress,
+        ),
+    )
     emit("fuzz", result, save=save, as_json=as_json)
     bad = result["server_errors_5xx"] + result["connection_errors"]
     if bad or result["rejected_without_reason"]:

@@ -16,6 +16,9 @@ from memstream.cli.options import fail as _fail
 from memstream.cli.options import load_settings as _settings
 from memstream.cli.results import emit, question_bar, save_result
 
+LocomoFile = Annotated[
+    Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
+]
 eval_app = typer.Typer(help="Quality evaluations on datasets.", no_args_is_help=True)
 
 
@@ -130,9 +133,7 @@ def eval_tagging(
 
 @eval_app.command("linking")
 def eval_linking(
-    dataset: Annotated[
-        Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
-    ],
+    dataset: LocomoFile,
     bar: Annotated[
         float | None, typer.Option(help="the linker's bar in standard deviations (default 3)")
     ] = None,
@@ -172,9 +173,7 @@ def eval_verification(
 
 @eval_app.command("team-pool")
 def eval_team_pool(
-    dataset: Annotated[
-        Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
-    ],
+    dataset: LocomoFile,
     k: Annotated[int, typer.Option()] = 5,
     as_json: JsonFlag = False,
     save: SaveFlag = True,
@@ -219,9 +218,7 @@ def eval_distill(
 
 @eval_app.command("retrieval")
 def eval_retrieval(
-    dataset: Annotated[
-        Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
-    ],
+    dataset: LocomoFile,
     k: Annotated[str, typer.Option(help="comma-separated cut-offs")] = "1,5,10",
     pii_policy: Annotated[
         str,
@@ -350,9 +347,7 @@ def eval_pii(
 
 @eval_app.command("compression")
 def eval_compression(
-    dataset: Annotated[
-        Path, typer.Option(help="LoCoMo-format JSON file", exists=True, dir_okay=False)
-    ],
+    dataset: LocomoFile,
     k: Annotated[int, typer.Option(help="recall@k")] = 10,
     as_json: JsonFlag = False,
     save: SaveFlag = True,

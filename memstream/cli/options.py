@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from memstream.logging import configure_logging
 from memstream.settings import Settings
+
+if TYPE_CHECKING:
+    from memstream.services.stack import StackState
 
 DEV_LOCOMO = Path("../shared/data/locomo_dev.json")
 """The LoCoMo dev set benches and evals read by default."""
@@ -42,16 +46,35 @@ def fail(message: str) -> typer.Exit:
 def require_bootstrap(settings: Settings, bootstrap: str | None) -> str:
     """--bootstrap, else MEMSTREAM_KAFKA_BOOTSTRAP, else the running stack's broker
     (`memstream.services.stack.find_stack`), else a clear error naming what was looked for."""
+    return _given_or_running(
+        settings,
+        bootstrap or settings.kafka_bootstrap,
+        lambda state: state.bootstrap,
+        "broker",
+        "--bootstrap",
+        "MEMSTREAM_KAFKA_BOOTSTRAP",
+    )
+
+
+def _given_or_running(
+    settings: Settings,
+    given: str | None,
+    field: Callable[[StackState], str],
+    what: str,
+    flag: str,
+    env: str,
+) -> str:
+    """`given`, else that `field` of the running stack, else a clear
+    error naming where the stack was looked for and how to name one instead."""
     from memstream.services.stack import find_stack, where_to_look
 
-    found = bootstrap or settings.kafka_bootstrap
+    found = given
     if not found:
         state = find_stack(settings)
-        found = state.bootstrap if state is not None else None
+        found = field(state) if state is not None else None
     if not found:
         raise fail(
-            f"no broker: {where_to_look(settings)}; run `memstream up`, pass --bootstrap or "
-            "set MEMSTREAM_KAFKA_BOOTSTRAP"
+            f"no {what}: {where_to_look(settings)}; run `memstream up`, pass {flag} or set {env}"
         )
     return found
 
@@ -74,18 +97,14 @@ def api_target(url: str | None, token: str | None) -> tuple[str, str]:
     error names what is missing."""
     import os
 
-    from memstream.services.stack import find_stack, where_to_look
-
-    settings = Settings()
-    url = url or os.environ.get("MEMSTREAM_API_URL")
-    if not url:
-        state = find_stack(settings)
-        url = state.api_url if state is not None else None
-    if not url:
-        raise fail(
-            f"no API: {where_to_look(settings)}; run `memstream up`, pass --url or set "
-            "MEMSTREAM_API_URL"
-        )
+    url = _given_or_running(
+        Settings(),
+        url or os.environ.get("MEMSTREAM_API_URL"),
+        lambda state: state.api_url,
+        "API",
+        "--url",
+        "MEMSTREAM_API_URL",
+    )
     token = token or os.environ.get("MEMSTREAM_TOKEN")
     if not token:
         raise fail(

@@ -1,4 +1,5 @@
-"""How bench and eval commands print their results and save them under benchmarks/results/."""
+"""How bench and eval commands show progress, print their results and save them under
+benchmarks/results/."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+from memstream.cli.options import fail
 
 
 @contextlib.contextmanager
@@ -27,6 +30,24 @@ def question_bar(as_json: bool) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def with_bar(
+    label: str,
+    total: int,
+    as_json: bool,
+    run: Callable[[Callable[[int], None]], dict[str, Any]],
+) -> dict[str, Any]:
+    """`run(progress)` under a progress bar (off with --json) that `progress(done)` moves;
+    a ValueError it raises is a clean failure."""
+    from rich.progress import Progress
+
+    with Progress(disable=as_json, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        try:
+            return run(lambda done: bar.update(task, completed=done))
+        except ValueError as err:
+            raise fail(str(err)) from err
 
 
 def emit(name: str, result: dict[str, Any], *, save: bool, as_json: bool) -> None:
