@@ -1,7 +1,6 @@
-"""Operations commands: `replay`, `tail`, `processors list`, `dlq list|replay`, `archive stats`.
+"""The log's commands: `replay`, `tail`, `processors list`, `dlq list|replay`, `archive stats`.
 
-Mounted on the main CLI by `register(app)`; kept apart from `memstream.cli` so the
-operations surface can grow without touching the core commands.
+`register(app)` mounts them on the main CLI, or alone on any Typer app.
 """
 
 from __future__ import annotations
