@@ -9,17 +9,8 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from memstream.models.taxonomy import validate_taxonomy
 from memstream.services import auth
 from memstream.services.api.backend import Backend
-from memstream.services.api.bodies import (
-    ErasureIn,
-    TaxonomyIO,
-    TokenView,
-)
-from memstream.services.api.identity import (
-    Administrator,
-    Identity,
-    Reader,
-    bearer_token,
-)
+from memstream.services.api.bodies import ErasureIn, TaxonomyIO, TokenView
+from memstream.services.api.identity import Administrator, Identity, Reader, bearer_token
 from memstream.services.auth import TokenStore
 
 MIN_EPSILON = 0.001

@@ -6,17 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path
 
-from memstream.schemas.answers import (
-    CachedResult,
-    CacheLookup,
-)
-from memstream.schemas.events import (
-    Feedback,
-    FeedbackPayload,
-)
-from memstream.schemas.topics import (
-    FEEDBACK,
-)
+from memstream.schemas.answers import CachedResult, CacheLookup
+from memstream.schemas.events import Feedback, FeedbackPayload
+from memstream.schemas.topics import FEEDBACK
 from memstream.services.api.backend import Backend, Publish
 from memstream.services.api.bodies import (
     Accepted,
@@ -27,12 +19,7 @@ from memstream.services.api.bodies import (
     LedgerView,
     Reputation,
 )
-from memstream.services.api.identity import (
-    Administrator,
-    Reader,
-    Writer,
-    require_member,
-)
+from memstream.services.api.identity import Administrator, Reader, Writer, require_member
 from memstream.store.base import Caller
 
 

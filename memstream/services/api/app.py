@@ -12,12 +12,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memstream.logging import get_logger
-from memstream.schemas.events import (
-    Event,
-)
-from memstream.schemas.topics import (
-    MAX_EVENT_BYTES,
-)
+from memstream.schemas.events import Event
+from memstream.schemas.topics import MAX_EVENT_BYTES
 from memstream.services.api.admin import add_admin_routes
 from memstream.services.api.agents import add_agent_routes
 from memstream.services.api.backend import Backend

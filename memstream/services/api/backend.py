@@ -8,12 +8,8 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from memstream.retrieval.ranking import ScoredMemory
-from memstream.schemas.answers import (
-    ModelVersion,
-)
-from memstream.schemas.events import (
-    Event,
-)
+from memstream.schemas.answers import ModelVersion
+from memstream.schemas.events import Event
 from memstream.store.base import Caller
 
 Publish = Callable[[str, Event, str], Awaitable[None]]

@@ -8,19 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memstream.schemas.events import (
-    FactPayload,
-    Metadata,
-    SubscriptionFilters,
-    Tag,
-    Text,
-)
-from memstream.schemas.events import (
-    Scope as ScopeStr,
-)
-from memstream.schemas.topics import (
-    MAX_EVENT_BYTES,
-)
+from memstream.schemas.events import FactPayload, Metadata, SubscriptionFilters, Tag, Text
+from memstream.schemas.events import Scope as ScopeStr
+from memstream.schemas.topics import MAX_EVENT_BYTES
 
 
 class _Body(BaseModel):

@@ -18,17 +18,8 @@ from memstream.schemas.answers import (
     SearchResult,
     SearchResults,
 )
-from memstream.schemas.events import (
-    Memory,
-    MemoryPayload,
-    Observation,
-    ObservationPayload,
-    utc_now,
-)
-from memstream.schemas.topics import (
-    MEMORIES,
-    OBSERVATIONS,
-)
+from memstream.schemas.events import Memory, MemoryPayload, Observation, ObservationPayload, utc_now
+from memstream.schemas.topics import MEMORIES, OBSERVATIONS
 from memstream.services.api.backend import Backend, Publish
 from memstream.services.api.bodies import (
     Accepted,
@@ -38,11 +29,7 @@ from memstream.services.api.bodies import (
     MemoryIn,
     ObservationIn,
 )
-from memstream.services.api.identity import (
-    Reader,
-    Writer,
-    require_member,
-)
+from memstream.services.api.identity import Reader, Writer, require_member
 from memstream.services.import_rows import BadRow, export_row, memory_from_row, parse_line
 from memstream.store.base import Caller
 from memstream.streams.privacy_stage import without_secrets

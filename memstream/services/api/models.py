@@ -6,13 +6,9 @@ from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Path, Query
 
-from memstream.schemas.answers import (
-    ModelVersion,
-)
+from memstream.schemas.answers import ModelVersion
 from memstream.services.api.backend import Backend
-from memstream.services.api.identity import (
-    Reader,
-)
+from memstream.services.api.identity import Reader
 
 
 def add_model_routes(api: FastAPI, backend: Backend) -> None:

@@ -10,27 +10,12 @@ from typing import Annotated
 from fastapi import FastAPI, Header, HTTPException, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 
-from memstream.schemas.answers import (
-    Deliveries,
-    SubscriptionView,
-)
-from memstream.schemas.events import (
-    Subscription,
-    SubscriptionPayload,
-    new_event_id,
-)
-from memstream.schemas.topics import (
-    SUBSCRIPTIONS,
-)
+from memstream.schemas.answers import Deliveries, SubscriptionView
+from memstream.schemas.events import Subscription, SubscriptionPayload, new_event_id
+from memstream.schemas.topics import SUBSCRIPTIONS
 from memstream.services.api.backend import Backend, Publish
-from memstream.services.api.bodies import (
-    SubscriptionCreated,
-    SubscriptionIn,
-)
-from memstream.services.api.identity import (
-    Subscriber,
-    bearer_token,
-)
+from memstream.services.api.bodies import SubscriptionCreated, SubscriptionIn
+from memstream.services.api.identity import Subscriber, bearer_token
 from memstream.services.auth import InvalidToken, TokenStore
 from memstream.services.gateway import (
     CHECK_S,

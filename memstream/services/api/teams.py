@@ -6,14 +6,9 @@ from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Path
 
-from memstream.schemas.events import (
-    PooledStatePayload,
-)
+from memstream.schemas.events import PooledStatePayload
 from memstream.services.api.backend import Backend
-from memstream.services.api.identity import (
-    Reader,
-    require_member,
-)
+from memstream.services.api.identity import Reader, require_member
 
 
 def add_team_routes(api: FastAPI, backend: Backend) -> None:

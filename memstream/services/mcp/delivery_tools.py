@@ -16,12 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from pydantic import Field
 
-from memstream.sdk.http import (
-    AsyncHttpClient,
-    Forbidden,
-    MemstreamError,
-    Unauthorized,
-)
+from memstream.sdk.http import AsyncHttpClient, Forbidden, MemstreamError, Unauthorized
 from memstream.services.mcp.session import (
     _CURRENT,
     _INBOX_KEY,

@@ -17,16 +17,9 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from memstream.sdk.http import (
-    AsyncHttpClient,
-    MemstreamError,
-    Unauthorized,
-)
+from memstream.sdk.http import AsyncHttpClient, MemstreamError, Unauthorized
 from memstream.services.mcp.server import build_server
-from memstream.services.mcp.session import (
-    IN_PROCESS_URL,
-    log,
-)
+from memstream.services.mcp.session import IN_PROCESS_URL, log
 
 # --- the /mcp door ------------------------------------------------------------------------------
 

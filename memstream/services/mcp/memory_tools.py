@@ -8,11 +8,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
-from memstream.services.mcp.session import (
-    ClientFor,
-    _api,
-    _dump,
-)
+from memstream.services.mcp.session import ClientFor, _api, _dump
 
 
 def add_memory_tools(server: MCPServer[Any], client_for: ClientFor) -> None:

@@ -12,12 +12,7 @@ from mcp.server.mcpserver import MCPServer
 
 from memstream.services.mcp.delivery_tools import add_delivery_tools
 from memstream.services.mcp.memory_tools import add_memory_tools
-from memstream.services.mcp.session import (
-    INSTRUCTIONS,
-    ClientFor,
-    _remember_request,
-    _Runtime,
-)
+from memstream.services.mcp.session import INSTRUCTIONS, ClientFor, _remember_request, _Runtime
 from memstream.services.mcp.team_tools import add_team_tools
 
 

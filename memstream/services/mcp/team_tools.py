@@ -7,10 +7,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
-from memstream.services.mcp.session import (
-    ClientFor,
-    _api,
-)
+from memstream.services.mcp.session import ClientFor, _api
 
 
 def add_team_tools(server: MCPServer[Any], client_for: ClientFor) -> None:
