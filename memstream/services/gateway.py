@@ -111,6 +111,28 @@ async def check_cursor(bootstrap: str, caller: Caller, cursor: str | None) -> No
         raise InvalidCursor(f"cursor partition {resume[0]} is not this identity's")
 
 
+def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer outside any group, for the partition a caller's deliveries are on."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        **kafka_client_kwargs(),
+    )
+
+
+def _delivery_in(message: Any, key: bytes, caller: Caller) -> Delivery | None:
+    """The delivery `message` carries if it is for `caller` (their key, a valid delivery
+    they may receive); None otherwise."""
+    if message.key != key or not message.value:
+        return None
+    try:
+        delivery = Delivery.model_validate_json(message.value)
+    except ValidationError:
+        return None
+    return delivery if may_receive(caller, delivery) else None
+
+
 async def deliveries_for(
     bootstrap: str,
     caller: Caller,
@@ -126,12 +148,7 @@ async def deliveries_for(
     resume = parse_cursor(cursor)
     key = delivery_key(caller.tenant, caller.agent_id)
     partitions = await partition_count(bootstrap, DELIVERIES.name)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        **kafka_client_kwargs(),
-    )
+    consumer = _consumer(bootstrap)
     await consumer.start()
     try:
         tp = TopicPartition(DELIVERIES.name, partition_for(key, partitions))
@@ -150,13 +167,8 @@ async def deliveries_for(
                 yield None
                 continue
             for message in messages:
-                if message.key != key or not message.value:
-                    continue
-                try:
-                    delivery = Delivery.model_validate_json(message.value)
-                except ValidationError:
-                    continue
-                if may_receive(caller, delivery):
+                delivery = _delivery_in(message, key, caller)
+                if delivery is not None:
                     yield (
                         f"{message.partition}:{message.offset}",
                         delivery_view(delivery, caller, reveal),
@@ -181,12 +193,7 @@ async def poll_deliveries(
     key = delivery_key(caller.tenant, caller.agent_id)
     partitions = await partition_count(bootstrap, DELIVERIES.name)
     tp = TopicPartition(DELIVERIES.name, partition_for(key, partitions))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        **kafka_client_kwargs(),
-    )
+    consumer = _consumer(bootstrap)
     await consumer.start()
     try:
         consumer.assign([tp])
@@ -211,13 +218,8 @@ async def poll_deliveries(
                 if len(out) >= limit:
                     break
                 last = message.offset
-                if message.key != key or not message.value:
-                    continue
-                try:
-                    delivery = Delivery.model_validate_json(message.value)
-                except ValidationError:
-                    continue
-                if may_receive(caller, delivery):
+                delivery = _delivery_in(message, key, caller)
+                if delivery is not None:
                     view = delivery_view(delivery, caller, reveal)
                     out.append({"cursor": f"{tp.partition}:{message.offset}", **view})
             if remaining <= 0 or out:

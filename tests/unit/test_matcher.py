@@ -114,9 +114,9 @@ def _found(index: SubscriptionIndex, queries: np.ndarray, tenant: str = "t") -> 
 def test_exact_against_brute_force_on_clustered_and_random_vectors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import memstream.services.matcher as matcher
+    import memstream.services.tenant_index as tenant_index
 
-    monkeypatch.setattr(matcher, "INT8_MIN", 1_000)  # so that "auto" takes the int8 pass
+    monkeypatch.setattr(tenant_index, "INT8_MIN", 1_000)  # so that "auto" takes the int8 pass
     rng = np.random.default_rng(3)
     n = 3_000
     for data in ("clustered", "random"):
@@ -282,9 +282,9 @@ def test_bad_vectors() -> None:
 
 
 def test_float32_fallback_without_the_int8_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    import memstream.services.matcher as matcher
+    import memstream.services.tenant_index as tenant_index
 
-    monkeypatch.setattr(matcher, "int8_engine", lambda dim: None)
+    monkeypatch.setattr(tenant_index, "int8_engine", lambda dim: None)
     rng = np.random.default_rng(2)
     vectors = _clustered(rng, 300)
     thresholds = np.full(300, 0.5)
