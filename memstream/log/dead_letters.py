@@ -181,7 +181,9 @@ async def replay_dead_letters_async(
     stage: str | None = None,
     idle_s: float | None = None,
 ) -> int:
-    """Re-publish the chosen dead letters' original bytes; returns how many were sent."""
+    """Re-publish the original bytes of the dead letters named by `ids` (`partition:offset`
+    or dead-letter event ids) or matching `reason` / `stage` to their origin topics with
+    their original keys; truncated ones are skipped with a warning. Returns how many."""
     from aiokafka import AIOKafkaProducer
 
     if not ids and reason is None and stage is None:
@@ -219,20 +221,9 @@ async def replay_dead_letters_async(
     return sent
 
 
-def replay_dead_letters(
-    bootstrap: str,
-    ids: Sequence[str] | None = None,
-    *,
-    reason: str | None = None,
-    stage: str | None = None,
-    idle_s: float | None = None,
-) -> int:
-    """Re-publish the original bytes of the dead letters named by `ids` (`partition:offset`
-    or dead-letter event ids) or matching `reason` / `stage` to their origin topics with
-    their original keys; truncated ones are skipped with a warning. Returns how many."""
-    return asyncio.run(
-        replay_dead_letters_async(bootstrap, ids, reason=reason, stage=stage, idle_s=idle_s)
-    )
+def replay_dead_letters(bootstrap: str, ids: Sequence[str] | None = None, **filters: Any) -> int:
+    """`replay_dead_letters_async` (same arguments) in a new event loop."""
+    return asyncio.run(replay_dead_letters_async(bootstrap, ids, **filters))
 
 
 __all__ = [

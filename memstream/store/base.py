@@ -140,6 +140,15 @@ DATETIME_FIELDS = ("ts", "valid_from", "valid_to", "expires_at")
 """Indexed payload fields; datetimes are ISO 8601 strings (the engine parses them)."""
 
 
+def payload_indexes(tenant: Any, keyword: Any, datetime: Any) -> list[tuple[str, Any]]:
+    """The payload indexes of a new shard or collection, in a backend's schema types: the
+    tenant field (a tenant index), the other keyword fields, the datetime fields."""
+    indexes: list[tuple[str, Any]] = [("tenant", tenant)]
+    indexes += [(name, keyword) for name in KEYWORD_FIELDS if name != "tenant"]
+    indexes += [(name, datetime) for name in DATETIME_FIELDS]
+    return indexes
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -319,107 +328,6 @@ def search_filter(
     if agents:
         must.append(d.any("agent_id", agents))
     return d.all(must)
-
-
-# --- the hybrid search both backends share -----------------------------------------------------
-
-ScoredPoint = tuple[UUID, dict[str, Any] | None, float]
-"""(point id, payload or None, score), whatever the backend's own point type."""
-
-
-@dataclass(frozen=True)
-class QuerySpec:
-    """One nearest-neighbour query of a search: which vector, how many, and optionally only
-    among `ids` (to score a candidate the other query missed)."""
-
-    using: str  # DENSE or SPARSE
-    limit: int
-    ids: list[UUID] | None = None
-    with_payload: bool = True
-
-
-class HybridSearch:
-    """`search` for a backend that can run a batch of `QuerySpec`s (`_query_batch`).
-
-    The dense and the sparse query each return up to `limit` candidates visible to the
-    caller; a candidate found by only one is then scored by the other, restricted to those
-    ids (a has-id filter this small makes the engine score them exactly), and a sparse
-    vector sharing no term with the query scores 0.
-    """
-
-    dim: int
-
-    def _query_batch(
-        self,
-        specs: list[QuerySpec],
-        caller: Caller,
-        dense: list[float] | None,
-        sparse: Sparse | None,
-        filters: dict[str, Any],
-    ) -> list[list[ScoredPoint]]:
-        raise NotImplementedError
-
-    def search(
-        self,
-        caller: Caller,
-        *,
-        dense: np.ndarray | None = None,
-        sparse: Sparse | None = None,
-        limit: int = 50,
-        valid_at: datetime | None = None,
-        topics: list[str] | None = None,
-        tags: list[str] | None = None,
-        agents: list[str] | None = None,
-    ) -> list[Hit]:
-        if limit <= 0:
-            return []
-        dense_query = self._dense_query(dense)
-        sparse_query = sparse if sparse is not None and sparse.indices else None
-        filters = {"valid_at": valid_at, "topics": topics, "tags": tags, "agents": agents}
-        specs = [QuerySpec(DENSE, limit)] if dense_query is not None else []
-        specs += [QuerySpec(SPARSE, limit)] if sparse_query is not None else []
-        if not specs:
-            return []
-        hits: dict[UUID, Hit] = {}
-        for spec, points in zip(
-            specs, self._query_batch(specs, caller, dense_query, sparse_query, filters), strict=True
-        ):
-            for point_id, payload, score in points:
-                hit = hits.setdefault(point_id, Hit(memory_from_payload(payload or {})))
-                if spec.using == DENSE:
-                    hit.dense_score = score
-                else:
-                    hit.sparse_score = score
-        follow_up = []
-        if dense_query is not None:
-            missing = [i for i, h in hits.items() if h.dense_score is None]
-            follow_up += [QuerySpec(DENSE, len(missing), missing, False)] if missing else []
-        if sparse_query is not None:
-            missing = [i for i, h in hits.items() if h.sparse_score is None]
-            follow_up += [QuerySpec(SPARSE, len(missing), missing, False)] if missing else []
-        if follow_up:
-            for spec, points in zip(
-                follow_up,
-                self._query_batch(follow_up, caller, dense_query, sparse_query, filters),
-                strict=True,
-            ):
-                for point_id, _, score in points:
-                    if spec.using == DENSE:
-                        hits[point_id].dense_score = score
-                    else:
-                        hits[point_id].sparse_score = score
-            for hit in hits.values():
-                if sparse_query is not None and hit.sparse_score is None:
-                    hit.sparse_score = 0.0  # no shared term: BM25 scores it 0
-        return list(hits.values())
-
-    def _dense_query(self, dense: np.ndarray | None) -> list[float] | None:
-        if dense is None:
-            return None
-        vector = np.asarray(dense, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != self.dim:
-            raise ValueError(f"expected a {self.dim}-dim query vector, got {vector.shape[0]}")
-        return vector.tolist()
 
 
 class MemoryStore(Protocol):

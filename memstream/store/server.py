@@ -14,31 +14,13 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable
-from datetime import datetime
-from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-import numpy as np
 from qdrant_client import QdrantClient, models
 
-from memstream.store.base import (
-    DATETIME_FIELDS,
-    DENSE,
-    KEYWORD_FIELDS,
-    SPARSE,
-    Caller,
-    HybridSearch,
-    QuerySpec,
-    ScoredPoint,
-    Sparse,
-    StoredMemory,
-    list_filter,
-    memory_from_payload,
-    memory_to_payload,
-    readable_filter,
-    search_filter,
-)
+from memstream.store.base import DENSE, SPARSE, Caller, Sparse, payload_indexes, readable_filter
+from memstream.store.points import PointStore, QuerySpec, SpelledDialect
 
 UPSERT_BATCH = 512
 
@@ -46,61 +28,41 @@ UPSERT_BATCH = 512
 # --- filters (the rules are in memstream.store.base) -------------------------------------------------
 
 
-def _match(key: str, value: str) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-
-def _any(key: str, values: Iterable[str]) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchAny(any=sorted(set(values))))
+def _field(key: str, **condition: Any) -> models.FieldCondition:
+    return models.FieldCondition(key=key, **condition)
 
 
 def _has_ids(ids: Iterable[UUID | str]) -> models.HasIdCondition:
     return models.HasIdCondition(has_id=sorted({str(i) for i in ids}))
 
 
+DIALECT = SpelledDialect(
+    filter=models.Filter,
+    field=_field,
+    value=lambda value: models.MatchValue(value=value),
+    any_of=lambda values: models.MatchAny(any=values),
+    date_range=models.DatetimeRange,
+    is_empty=lambda key: models.IsEmptyCondition(is_empty=models.PayloadField(key=key)),
+    has_ids=_has_ids,
+)
+"""Filter conditions in qdrant-client's spelling (see `FilterDialect`)."""
+
+
 def tenant_filter(tenant: str) -> models.Filter:
-    return models.Filter(must=[_match("tenant", tenant)])
-
-
-class _ServerDialect:
-    """Filter conditions in qdrant-client's spelling (see `FilterDialect`)."""
-
-    match = staticmethod(_match)
-    any = staticmethod(_any)
-
-    def all(self, conditions: list[Any]) -> models.Filter:
-        return models.Filter(must=conditions)
-
-    def either(self, conditions: list[Any]) -> models.Filter:
-        return models.Filter(should=conditions)
-
-    def before(self, key: str, iso: str) -> models.FieldCondition:
-        return models.FieldCondition(key=key, range=models.DatetimeRange(lte=iso))
-
-    def after(self, key: str, iso: str) -> models.FieldCondition:
-        return models.FieldCondition(key=key, range=models.DatetimeRange(gt=iso))
-
-    def empty(self, key: str) -> models.IsEmptyCondition:
-        return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
-
-
-DIALECT = _ServerDialect()
-
-
-def _sparse(vector: Sparse) -> models.SparseVector:
-    return models.SparseVector(
-        indices=list(vector.indices), values=[float(v) for v in vector.values]
-    )
+    return DIALECT.tenant(tenant)
 
 
 # --- the store ---------------------------------------------------------------------------
 
 
-class QdrantServerStore(HybridSearch):
+class QdrantServerStore(PointStore):
     """`MemoryStore` on a Qdrant server collection (or alias) through `qdrant-client`.
 
     `collection` names an alias (created with `<collection>_v1` behind it when neither
     exists) or a concrete collection (e.g. `memories_v2` during a replay)."""
+
+    dialect = DIALECT
+    upsert_batch = UPSERT_BATCH
 
     def __init__(
         self,
@@ -201,14 +163,11 @@ class QdrantServerStore(HybridSearch):
             },
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
-        indexes: list[tuple[str, Any]] = [
-            (
-                "tenant",
-                models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
-            )
-        ]
-        indexes += [(f, models.PayloadSchemaType.KEYWORD) for f in KEYWORD_FIELDS if f != "tenant"]
-        indexes += [(f, models.PayloadSchemaType.DATETIME) for f in DATETIME_FIELDS]
+        indexes = payload_indexes(
+            models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+            models.PayloadSchemaType.KEYWORD,
+            models.PayloadSchemaType.DATETIME,
+        )
         with warnings.catch_warnings():  # local mode ignores them, and says so
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
             for field_name, schema in indexes:
@@ -216,79 +175,26 @@ class QdrantServerStore(HybridSearch):
 
     # --- writes --------------------------------------------------------------------------
 
-    def upsert(self, memories: list[StoredMemory], dense: np.ndarray, sparse: list[Sparse]) -> None:
-        dense = np.asarray(dense, dtype=np.float32)
-        if len(memories) != len(dense) or len(memories) != len(sparse):
-            raise ValueError(
-                f"{len(memories)} memories, {len(dense)} dense and {len(sparse)} sparse vectors"
-            )
-        if len(memories) and dense.shape[1] != self.dim:
-            raise ValueError(f"expected ({len(memories)}, {self.dim}) vectors, got {dense.shape}")
-        for start in range(0, len(memories), UPSERT_BATCH):
-            end = start + UPSERT_BATCH
-            points = []
-            for memory, vector, lexical in zip(
-                memories[start:end], dense[start:end].tolist(), sparse[start:end], strict=True
-            ):
-                vectors: dict[str, Any] = {DENSE: vector}
-                if lexical.indices:
-                    vectors[SPARSE] = _sparse(lexical)
-                points.append(
-                    models.PointStruct(
-                        id=str(memory.memory_id), vector=vectors, payload=memory_to_payload(memory)
-                    )
-                )
-            self.client.upsert(self.collection, points=points, wait=True)
+    def _point(
+        self, point_id: UUID, vectors: dict[str, Any], payload: dict[str, Any]
+    ) -> models.PointStruct:
+        return models.PointStruct(id=str(point_id), vector=vectors, payload=payload)
 
-    def _tenant_points(self, tenant: str, ids: list[UUID]) -> models.Filter:
-        return models.Filter(must=[_match("tenant", tenant), _has_ids(ids)])
-
-    def _payload(self, tenant: str, memory_id: UUID) -> dict[str, Any] | None:
-        records, _ = self.client.scroll(
-            self.collection,
-            scroll_filter=self._tenant_points(tenant, [memory_id]),
-            limit=1,
-            with_payload=True,
+    def _sparse(self, vector: Sparse) -> models.SparseVector:
+        return models.SparseVector(
+            indices=list(vector.indices), values=[float(v) for v in vector.values]
         )
-        return records[0].payload if records else None
 
-    def add_provenance(self, tenant: str, original: UUID, entry: dict[str, str]) -> bool:
-        """Append `entry` to the original's provenance; idempotent (see EdgeStore)."""
-        payload = self._payload(tenant, original)
-        if payload is None or payload.get("expires_at"):
-            return False  # gone, or going: a duplicate of it is kept on its own
-        provenance = list(payload.get("provenance") or [])
-        if dict(entry) not in provenance:
-            provenance.append(dict(entry))
-            self.client.set_payload(
-                self.collection,
-                payload={"provenance": provenance},
-                points=[str(original)],
-                wait=True,
-            )
-        return True
+    def _write_points(self, points: list[models.PointStruct]) -> None:
+        self.client.upsert(self.collection, points=points, wait=True)
 
-    def supersede(self, tenant: str, memory_id: UUID, valid_to: datetime) -> bool:
-        if self._payload(tenant, memory_id) is None:
-            return False
-        self.client.set_payload(
-            self.collection,
-            payload={"valid_to": valid_to.isoformat()},
-            points=[str(memory_id)],
-            wait=True,
+    def _set_payload(self, point_id: UUID, payload: dict[str, Any]) -> None:
+        self.client.set_payload(self.collection, payload=payload, points=[str(point_id)], wait=True)
+
+    def _delete_where(self, selected: models.Filter) -> None:
+        self.client.delete(
+            self.collection, points_selector=models.FilterSelector(filter=selected), wait=True
         )
-        return True
-
-    def delete(self, tenant: str, ids: list[UUID]) -> int:
-        if not ids:
-            return 0
-        selected = self._tenant_points(tenant, ids)
-        found = self.client.count(self.collection, count_filter=selected, exact=True).count
-        if found:
-            self.client.delete(
-                self.collection, points_selector=models.FilterSelector(filter=selected), wait=True
-            )
-        return found
 
     def facet_counts(self, caller: Caller, key: str, limit: int = 1000) -> dict[str, int]:
         """Memories per value of a keyword field among those `caller` may see (counted over
@@ -312,91 +218,44 @@ class QdrantServerStore(HybridSearch):
                 break
         return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:limit])
 
-    def delete_subject(self, tenant: str, subject_id: str) -> list[UUID]:
-        """Delete the tenant's memories holding a value of the subject; returns their ids."""
-        selected = models.Filter(must=[_match("tenant", tenant), _match("subjects", subject_id)])
-        ids: list[UUID] = []
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                self.collection, scroll_filter=selected, limit=1000, offset=offset
-            )
-            ids += [UUID(str(r.id)) for r in records]
-            if offset is None:
-                break
-        if ids:
-            self.client.delete(
-                self.collection, points_selector=models.FilterSelector(filter=selected), wait=True
-            )
-        return ids
-
     # --- reads ---------------------------------------------------------------------------
 
-    def _query_batch(
+    def _count(self, selected: models.Filter | None) -> int:
+        return self.client.count(self.collection, count_filter=selected, exact=True).count
+
+    def _scroll_page(
         self,
-        specs: list[QuerySpec],
-        caller: Caller,
-        dense: list[float] | None,
-        sparse: Sparse | None,
-        filters: dict[str, Any],
-    ) -> list[list[ScoredPoint]]:
-        flt = search_filter(DIALECT, caller, **filters)
-        idf = models.SearchParams(idf=models.IdfCorpusParams(corpus=tenant_filter(caller.tenant)))
-        requests = [
-            models.QueryRequest(
-                query=dense if spec.using == DENSE else _sparse(sparse),  # type: ignore[arg-type]
-                using=spec.using,
-                filter=models.Filter(must=[_has_ids(spec.ids)]) if spec.ids is not None else flt,
-                limit=spec.limit,
-                with_payload=spec.with_payload,
-                params=idf if spec.using == SPARSE else None,
-            )
-            for spec in specs
-        ]
-        responses = self.client.query_batch_points(self.collection, requests=requests)
-        return [
-            [
-                (UUID(str(p.id)), p.payload if spec.with_payload else None, p.score)
-                for p in response.points
-            ]
-            for spec, response in zip(specs, responses, strict=True)
-        ]
-
-    def get(self, caller: Caller, ids: list[UUID]) -> list[StoredMemory]:
-        if not ids:
-            return []
-        records, _ = self.client.scroll(
+        selected: models.Filter,
+        limit: int,
+        offset: UUID | None,
+        with_payload: Any,
+    ) -> tuple[list[Any], Any]:
+        return self.client.scroll(
             self.collection,
-            scroll_filter=models.Filter(must=[readable_filter(DIALECT, caller), _has_ids(ids)]),
-            limit=len(ids),
-            with_payload=True,
-        )
-        found = {UUID(str(r.id)): memory_from_payload(r.payload or {}) for r in records}
-        return [found[i] for i in dict.fromkeys(UUID(str(i)) for i in ids) if i in found]
-
-    def page(
-        self, caller: Caller, limit: int, start: UUID | None = None, **narrow: Any
-    ) -> tuple[list[StoredMemory], UUID | None]:
-        records, next_start = self.client.scroll(
-            self.collection,
-            scroll_filter=list_filter(DIALECT, caller, **narrow),
+            scroll_filter=selected,
             limit=limit,
-            offset=str(start) if start is not None else None,
-            with_payload=True,
+            offset=str(offset) if offset is not None else None,
+            with_payload=with_payload,
         )
-        memories = [memory_from_payload(r.payload or {}) for r in records]
-        return memories, (UUID(str(next_start)) if next_start is not None else None)
 
-    def expired_ids(self, now: datetime, limit: int) -> list[tuple[str, UUID]]:
-        flt = models.Filter(must=[DIALECT.before("expires_at", now.isoformat())])
-        records, _ = self.client.scroll(
-            self.collection, scroll_filter=flt, limit=limit, with_payload=["tenant"]
+    def _nearest(
+        self, spec: QuerySpec, vector: Any, selected: models.Filter, params: Any
+    ) -> models.QueryRequest:
+        return models.QueryRequest(
+            query=vector,
+            using=spec.using,
+            filter=selected,
+            limit=spec.limit,
+            with_payload=spec.with_payload,
+            params=params,
         )
-        return [((r.payload or {})["tenant"], UUID(str(r.id))) for r in records]
 
-    def count(self, tenant: str | None = None) -> int:
-        flt = tenant_filter(tenant) if tenant is not None else None
-        return self.client.count(self.collection, count_filter=flt, exact=True).count
+    def _idf_params(self, corpus: models.Filter) -> models.SearchParams:
+        return models.SearchParams(idf=models.IdfCorpusParams(corpus=corpus))
+
+    def _run_queries(self, requests: list[models.QueryRequest]) -> list[list[Any]]:
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [response.points for response in responses]
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -408,14 +267,3 @@ class QdrantServerStore(HybridSearch):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.client.close()
-
-    def __enter__(self) -> QdrantServerStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
