@@ -173,8 +173,7 @@ class AsyncHttpClient:
                         _raise_for(response)
                     parser = calls._SseParser()
                     async for line in response.aiter_lines():
-                        event = parser.feed(line)
-                        delivery = calls._delivery(*event) if event else None
+                        delivery = parser.delivery(line)
                         if delivery is not None:
                             last = delivery.cursor or last
                             yield delivery

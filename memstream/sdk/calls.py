@@ -232,6 +232,11 @@ class _SseParser:
             self.data.append(line[5:].lstrip())
         return None
 
+    def delivery(self, line: str) -> DeliveredMemory | None:
+        """The delivery this line completes, if it ends one."""
+        event = self.feed(line)
+        return _delivery(*event) if event else None
+
 
 def _delivery(event_id: str | None, data: str) -> DeliveredMemory | None:
     try:

@@ -186,8 +186,7 @@ class HttpClient:
                         _raise_for(response)
                     parser = calls._SseParser()
                     for line in response.iter_lines():
-                        event = parser.feed(line)
-                        delivery = calls._delivery(*event) if event else None
+                        delivery = parser.delivery(line)
                         if delivery is not None:
                             last = delivery.cursor or last
                             yield delivery
