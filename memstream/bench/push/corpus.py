@@ -249,6 +249,3 @@ def calibrate_min_score(queries: list[str], texts: list[str], share: float) -> d
         "calibration_pairs": int(scores.size),
         "embedding_model": embedder.version,
     }
-
-
-# --- part 1: end to end ------------------------------------------------------------------------

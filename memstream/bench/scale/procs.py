@@ -123,6 +123,3 @@ def cmdline(pid: int) -> str:
 
 def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
-# --- one run -------------------------------------------------------------------------------

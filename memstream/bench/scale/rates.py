@@ -33,9 +33,6 @@ LIGHT_MODELS = {  # secondary figure only: the delivery path without the real mo
 }
 
 
-# --- pure parts ----------------------------------------------------------------------------
-
-
 def parse_workers(text: str) -> tuple[int, ...]:
     """`1,2` -> (1, 2): worker counts, each at least 1, no repeats, in the order given."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -201,6 +198,3 @@ def scaling(medians: dict[int, float | None], base: int = 1, to: int = 2) -> flo
     """events/s(to) / events/s(base), when both were measured."""
     a, b = medians.get(base), medians.get(to)
     return b / a if a and b else None
-
-
-# --- /proc ---------------------------------------------------------------------------------

@@ -33,8 +33,6 @@ from memstream.bench.scale.rates import (
 )
 from memstream.bench.scale.run_once import _round, _run_once
 
-# --- the whole bench -----------------------------------------------------------------------
-
 
 def build_memories(dataset: Path, n: int) -> tuple[list[Any], dict[str, Any]]:
     """`n` LoCoMo turn memories (`bench ingest`'s: turn, speaker, date and previous turn as
