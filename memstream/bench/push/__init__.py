@@ -24,7 +24,7 @@ from memstream.bench.push.corpus import (
     subscription_queries,
     summary_ms,
 )
-from memstream.bench.push.end_to_end import end_to_end
+from memstream.bench.push.latency import end_to_end
 from memstream.bench.push.matcher import matcher_throughput
 from memstream.bench.push.run import run_push_bench
 

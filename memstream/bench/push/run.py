@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from memstream.bench.push.corpus import MAX_PER_MINUTE
-from memstream.bench.push.end_to_end import end_to_end
+from memstream.bench.push.latency import end_to_end
 from memstream.bench.push.matcher import matcher_scaling
 from memstream.bench.push.simulation import BATCH
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +40,32 @@ from memstream.broker.base import free_port
 from memstream.services.auth import TokenStore
 from memstream.services.stack import spawn_worker, stop_process, wait_for_http
 from memstream.streams.admin import ensure_topics
+
+
+def serve_worker(
+    bootstrap: str, data_dir: Path, **env: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """A `memstream worker --serve` on a free port with its data (and `worker.log`) in
+    `data_dir`, once its /healthz answers: (process, url, log). If it never does, the worker
+    is stopped and RuntimeError carries its log's tail."""
+    log = data_dir / "worker.log"
+    port = free_port()
+    worker = spawn_worker(
+        bootstrap,
+        log_path=log,
+        MEMSTREAM_SERVE="true",
+        MEMSTREAM_WEB_PORT=str(port),
+        MEMSTREAM_DATA_DIR=str(data_dir),
+        MEMSTREAM_LOG_LEVEL="WARNING",
+        **env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/healthz", 180)
+    except TimeoutError as err:
+        stop_process(worker)
+        raise RuntimeError(f"worker not up; log tail:\n{log.read_text()[-3000:]}") from err
+    return worker, url, log
 
 
 async def _end_to_end(
@@ -162,23 +189,10 @@ def end_to_end(
         asyncio.run(ensure_topics(handle.bootstrap, partitions=3))
         with tempfile.TemporaryDirectory(prefix="memstream-push-") as tmp:
             data_dir = Path(tmp)
-            log = data_dir / "worker.log"
-            port = free_port()
-            worker = spawn_worker(
-                handle.bootstrap,
-                log_path=log,
-                MEMSTREAM_SERVE="true",
-                MEMSTREAM_WEB_PORT=str(port),
-                MEMSTREAM_DATA_DIR=str(data_dir),
-                MEMSTREAM_LEARNER_ENABLED="false",
-                MEMSTREAM_LOG_LEVEL="WARNING",
-            )
-            url = f"http://127.0.0.1:{port}"
             t0 = time.perf_counter()
-            try:
-                wait_for_http(f"{url}/healthz", 180)
-            except TimeoutError as err:
-                raise RuntimeError(f"worker not up; log tail:\n{log.read_text()[-3000:]}") from err
+            worker, url, log = serve_worker(
+                handle.bootstrap, data_dir, MEMSTREAM_LEARNER_ENABLED="false"
+            )
             say(f"worker up in {time.perf_counter() - t0:.1f}s at {url} on {handle.label}")
             store = TokenStore(data_dir / "tokens.db")
             tokens = {
