@@ -35,17 +35,18 @@ from typing import Any
 
 import httpx
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
+from memstream.bench.pipeline import send_memories
 from memstream.bench.push import end_to_end, summary_ms
+from memstream.bench.push.latency import serve_worker
 from memstream.broker import start_broker
-from memstream.broker.base import free_port
 from memstream.eval.locomo import load_locomo
 from memstream.eval.retrieval import turn_memories
 from memstream.schemas.events import Indexed, Memory, new_event_id
-from memstream.schemas.topics import INDEXED, MEMORIES
+from memstream.schemas.topics import INDEXED
 from memstream.services.auth import TokenStore
-from memstream.services.stack import spawn_worker, stop_process, wait_for_http
+from memstream.services.stack import stop_process
 from memstream.streams.admin import ensure_topics
 
 REFERENCE_BATCH = 500
@@ -141,20 +142,10 @@ def references(memories: list[Memory], say: Callable[[str], None]) -> dict[str, 
 
 async def _publish_all(bootstrap: str, memories: list[Memory]) -> float:
     """Publish every memory (acks=all); returns the wall clock time of the first send."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024
+    first, _ = await send_memories(
+        bootstrap, ((m.agent_id.encode(), m.to_json()) for m in memories)
     )
-    await producer.start()
-    try:
-        first = time.time()
-        futures = [
-            await producer.send(MEMORIES.name, m.to_json(), key=m.agent_id.encode())
-            for m in memories
-        ]
-        await asyncio.gather(*futures)
-        return first
-    finally:
-        await producer.stop()
+    return first
 
 
 class _IndexedClock:
@@ -300,22 +291,11 @@ def worker_phase(
         asyncio.run(ensure_topics(handle.bootstrap, partitions=3))
         with tempfile.TemporaryDirectory(prefix="memstream-ingest-") as tmp:
             data_dir = Path(tmp)
-            log = data_dir / "worker.log"
-            port = free_port()
-            worker = spawn_worker(
+            worker, url, log = serve_worker(
                 handle.bootstrap,
-                log_path=log,
-                MEMSTREAM_SERVE="true",
-                MEMSTREAM_WEB_PORT=str(port),
-                MEMSTREAM_DATA_DIR=str(data_dir),
-                MEMSTREAM_LOG_LEVEL="WARNING",
+                data_dir,
                 MEMSTREAM_RATE_LIMIT_PER_S="0",  # searches one at a time: no limit needed
             )
-            url = f"http://127.0.0.1:{port}"
-            try:
-                wait_for_http(f"{url}/healthz", 180)
-            except TimeoutError as err:
-                raise RuntimeError(f"worker not up; log tail:\n{log.read_text()[-3000:]}") from err
             say(f"worker up at {url} on {handle.label}")
             result = asyncio.run(
                 _worker_phase(

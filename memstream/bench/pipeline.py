@@ -17,6 +17,7 @@ import platform
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +50,30 @@ def make_events(n: int) -> list[bytes]:
     ]
 
 
-async def publish(bootstrap: str, values: list[bytes]) -> float:
+async def send_memories(
+    bootstrap: str, records: Iterable[tuple[bytes, bytes]]
+) -> tuple[float, float]:
+    """Send every (key, value) onto `memstream.memories` (acks=all) and wait for all the
+    acks: (wall clock time of the first send, seconds from it to the last ack)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024
     )
     await producer.start()
     try:
+        first = time.time()
         start = time.perf_counter()
-        futures = [
-            await producer.send(MEMORIES.name, v, key=f"agent-{i % 32}".encode())
-            for i, v in enumerate(values)
-        ]
+        futures = [await producer.send(MEMORIES.name, v, key=k) for k, v in records]
         await asyncio.gather(*futures)
-        return len(values) / (time.perf_counter() - start)
+        return first, time.perf_counter() - start
     finally:
         await producer.stop()
+
+
+async def publish(bootstrap: str, values: list[bytes]) -> float:
+    _, seconds = await send_memories(
+        bootstrap, ((f"agent-{i % 32}".encode(), v) for i, v in enumerate(values))
+    )
+    return len(values) / seconds
 
 
 def validate_only(values: list[bytes]) -> float:

@@ -103,6 +103,18 @@ def run_replay_bench(
                 "embedder": embedder or base.embedder,
             }
         )
+
+        def replay_archive(topic: str, name: str, store: str) -> dict[str, Any]:
+            """Replay `topic` from the archive `archive-<name>` into a fresh store `store`."""
+            return replay(
+                settings,
+                topics=[topic],
+                from_archive=tmp_path / f"archive-{name}",
+                store_root=tmp_path / store,
+                batch_size=batch_size,
+                progress=False,
+            )
+
         # (a) raw memories: the full pipeline
         memories = make_memories(embedded)
         _archive(
@@ -115,14 +127,7 @@ def run_replay_bench(
             + (f"; capped from {events:,} at {embed_cap:,}" if embedded < events else "")
             + ")"
         )
-        full = replay(
-            settings,
-            topics=[MEMORIES.name],
-            from_archive=tmp_path / "archive-memories",
-            store_root=tmp_path / "store-a",
-            batch_size=batch_size,
-            progress=False,
-        )
+        full = replay_archive(MEMORIES.name, "memories", "store-a")
         # (b) indexed records: no embedding
         from memstream.models.embedding import load_embedder
         from memstream.models.registry import HotSwapScorer, ModelRegistry
@@ -140,14 +145,7 @@ def run_replay_bench(
             indexed.append((str(record.event_id).encode(), record.to_json()))
         _archive(tmp_path / "archive-indexed", INDEXED.name, indexed)
         console.print(f"replaying {events:,} indexed records (no embedding)")
-        fast = replay(
-            settings,
-            topics=[INDEXED.name],
-            from_archive=tmp_path / "archive-indexed",
-            store_root=tmp_path / "store-b",
-            batch_size=batch_size,
-            progress=False,
-        )
+        fast = replay_archive(INDEXED.name, "indexed", "store-b")
     result = {
         "events": events,
         "embedder": settings.embedder,
