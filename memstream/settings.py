@@ -21,6 +21,14 @@ a quiet topic costs one fetch per 100 ms per broker; a memory waits at most that
 read, on brokers that hold a fetch for its whole wait (Tansu) as on Apache Kafka."""
 
 
+def _seed_pair(entry: str) -> tuple[str, str]:
+    """(tenant, agent) of one `reputation_seeds` entry, `tenant/agent`."""
+    tenant, sep, agent = entry.partition("/")
+    if not sep or not tenant or not agent:
+        raise ValueError(f"reputation seed {entry!r} is not tenant/agent")
+    return tenant, agent
+
+
 class DistillTeam(BaseModel):
     """A team whose learning agents' experience is distilled into a student policy."""
 
@@ -310,9 +318,7 @@ class Settings(BaseSettings):
     @classmethod
     def _seeds_are_tenant_agent(cls, value: list[str]) -> list[str]:
         for entry in value:
-            tenant, sep, agent = entry.partition("/")
-            if not sep or not tenant or not agent:
-                raise ValueError(f"reputation seed {entry!r} is not tenant/agent")
+            _seed_pair(entry)
         return value
 
     @field_validator("role")
@@ -323,23 +329,20 @@ class Settings(BaseSettings):
         return Roles.parse(value).label
 
     def ledger_rules(self):  # -> memstream.models.ledger.LedgerRules
+        """`LedgerRules` from the `ledger_<field>` settings, one per field of the dataclass."""
+        from dataclasses import fields
+
         from memstream.models.ledger import LedgerRules
 
         return LedgerRules(
-            initial_credit=self.ledger_initial_credit,
-            delivery_cost=self.ledger_delivery_cost,
-            use_cost=self.ledger_use_cost,
-            helped_reward=self.ledger_helped_reward,
-            used_reward=self.ledger_used_reward,
+            **{f.name: getattr(self, f"ledger_{f.name}") for f in fields(LedgerRules)}
         )
 
     def reputation_seed_map(self) -> dict[str, set[str]]:
         """`reputation_seeds` as tenant -> agents."""
         seeds: dict[str, set[str]] = {}
         for entry in self.reputation_seeds:
-            tenant, sep, agent = entry.partition("/")
-            if not sep or not tenant or not agent:
-                raise ValueError(f"reputation seed {entry!r} is not tenant/agent")
+            tenant, agent = _seed_pair(entry)
             seeds.setdefault(tenant, set()).add(agent)
         return seeds
 

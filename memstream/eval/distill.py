@@ -29,6 +29,7 @@ import json
 import statistics
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,25 +161,17 @@ def bad_variants(event: dict[str, Any], rng: np.random.Generator) -> dict[str, A
     return bad
 
 
+@dataclass(eq=False)
 class _Recorder:
     """A teacher's steps as raw experience messages on its partition, as the SDK sends
     them, with malformed copies mixed in at `bad_share`."""
 
-    def __init__(
-        self,
-        messages: list[tuple[int, int, bytes]],
-        next_offset: dict[int, int],
-        partition: int,
-        envelope: dict[str, str],
-        bad_share: float,
-        rng: np.random.Generator,
-    ) -> None:
-        self.messages = messages
-        self.next_offset = next_offset
-        self.partition = partition
-        self.envelope = envelope
-        self.bad_share = bad_share
-        self.rng = rng
+    messages: list[tuple[int, int, bytes]]
+    next_offset: dict[int, int]
+    partition: int
+    envelope: dict[str, str]
+    bad_share: float
+    rng: np.random.Generator
 
     def _append(self, value: bytes) -> None:
         offset = self.next_offset.get(self.partition, 0)

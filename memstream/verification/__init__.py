@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
 
 from memstream.logging import get_logger
@@ -44,12 +44,7 @@ class Verdict:
     detail: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            "claim": self.claim,
-            "status": self.status,
-            "verifier": self.verifier,
-            "detail": self.detail,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,17 +25,10 @@ from prometheus_client import Counter
 
 from memstream.broker.security import kafka_client_kwargs
 from memstream.logging import get_logger
-from memstream.processors import (
-    MAX_DETAIL_CHARS,
-    ProcessorSpec,
-    RawMessage,
-    decode_all,
-    discover,
-    run_processor,
-)
 from memstream.schemas.topics import DEAD_LETTER, TOPICS, TopicSpec
 from memstream.settings import FETCH_MAX_WAIT_MS, Settings
-from memstream.streams.validate import dead_letter
+from memstream.streams.plugins.registry import ProcessorSpec, RawMessage, discover
+from memstream.streams.plugins.running import decode_all, processor_letter, run_processor
 
 log = get_logger("memstream.plugins")
 
@@ -90,16 +83,7 @@ def bootstrap_of(app: faust.App) -> str:
 
 def undecodable_letter(spec: ProcessorSpec, message: RawMessage, error: Exception) -> Any:
     """A consumed record that is no event: dead-lettered under the processor's stage."""
-    return dead_letter(
-        reason="invalid_fields",
-        detail=f"{spec.name}: not an event: {error}"[:MAX_DETAIL_CHARS],
-        stage=spec.stage,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-    )
+    return processor_letter(spec, message, "invalid_fields", f"not an event: {error}")
 
 
 async def process_and_send(
