@@ -143,7 +143,8 @@ class ModelStage:
         auto_tags: list[list[tuple[str, float]]] = [[] for _ in events]
         links: list[list[tuple[UUID, float]]] = [[] for _ in events]
         if self.tagging is not None and memories:
-            for i, found in zip(
+            _place(
+                auto_tags,
                 memories,
                 self.tagging.annotate(
                     [events[i].tenant for i in memories],
@@ -151,12 +152,11 @@ class ModelStage:
                     [protected[i].tags for i in memories],
                     vectors[memories],
                 ),
-                strict=True,
-            ):
-                auto_tags[i] = found
+            )
         if self.linking is not None and memories:
             fresh = [i for i in memories if duplicate_of[i] is None]
-            for i, found in zip(
+            _place(
+                links,
                 fresh,
                 self.linking.link(
                     [events[i].tenant for i in fresh],
@@ -167,9 +167,7 @@ class ModelStage:
                     vectors[fresh],
                     [events[i].ts.timestamp() for i in fresh],
                 ),
-                strict=True,
-            ):
-                links[i] = found
+            )
         facts = [_fact_of(e, p) for e, p in zip(events, protected, strict=True)]
         models = {
             "embedding": self.embedder.version,
@@ -328,6 +326,12 @@ def verification_report(record: Indexed) -> VerificationReport | None:
 
 
 WITHHELD = "(withheld: the memory holds personal data)"
+
+
+def _place(into: list[Any], positions: list[int], found: list[Any]) -> None:
+    """Each of `found` into `into` at its position (the annotations of a subset)."""
+    for i, value in zip(positions, found, strict=True):
+        into[i] = value
 
 
 def _checked(original: str, stored: str) -> Verification:
