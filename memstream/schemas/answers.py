@@ -1,4 +1,4 @@
-"""The HTTP API's answers, as typed models: the server builds them (services/api.py) and
+"""The HTTP API's answers, as typed models: the server builds them (services/api/) and
 the Python SDK parses them (sdk/http.py), so the two cannot drift apart."""
 
 from __future__ import annotations
