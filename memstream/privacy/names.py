@@ -25,28 +25,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from memstream.privacy.name_cues import (
+    TITLES,
+    authored_work,
+    introduced,
+    pronoun_subject,
+    title_before,
+    verb_after,
+)
 from memstream.privacy.name_lexicon import gazetteer, technology_terms
 from memstream.privacy.name_tokens import Token, looks_like_code, regex_tokens, spacy_tokens
 
-_TITLES = r"(?:mr|mrs|ms|miss|mx|dr|prof|professor|sir|dame|lady|lord|rev|fr|hon|capt|col|gen|sgt|lt|herr|frau|mme|mlle|sr|sra|srta|don|dona)"
-_BEFORE = re.compile(
-    rf"(?:\b{_TITLES}\.?|\bmy name is|\bname is|\bname\?|\bnamed|\bcalled|\bcall me|\bi am|\bi'm|\bdear"
-    r"|\bhi|\bhello|\bthanks,?|\bregards,?|\bsigned|\bcontact|\bask|\bmet|\bmeet|\bwith"
-    r"|\bby|\bsaid|\bsays|\basked|\basks|\btold|\bstarring|\btribute to|\bname:|\bname\?"
-    r"|\bmy (?:kid|son|daughter|wife|husband|partner|friend|boss|mother|"
-    r"father|brother|sister|colleague|manager|neighbou?r|child|uncle|aunt|cousin))[ \t]+$",
-    re.I,
-)
-_AFTER = re.compile(
-    r"^(?:(?:'s|\u2019s)[ \t]+(?:kid|son|daughter|wife|husband|mother|father|brother|sister|"
-    r"friend|boss|family|parents|address|phone|number|email)\b|[ \t]*(?:said|says|asked|asks|"
-    r"told|tells|wrote|writes|replied|shouted|explained|lives|lived|works|worked|spent|"
-    r"called|emailed|texted|had given|gave|is from|was born|will be|has been|began|started|"
-    r"joined|married|(?:his|her|their) (?:address|phone|number|email|name)|"
-    r"and (?:his|her|their)|\(he|\(she)\b|[ \t]*:[ \t]*[\"\u201c]|,[ \t]*(?:can|could|would|"
-    r"will|please|do|are|have|did) (?:i|you|we)\b)",
-    re.I,
-)
 _ORG_WORDS = frozenset(
     """inc ltd llc gmbh ag sa plc corp corporation company co group holdings bank insurance
     university college school institute foundation agency orchestra band club association
@@ -105,6 +94,7 @@ _CALENDAR = frozenset(
 _PARTICLES = frozenset(
     "van von de da del della der den ten ter la le di du dos das bin ibn al el y e st".split()
 )
+_CAPITAL_PARTICLES = frozenset(p.capitalize() for p in _PARTICLES if len(p) > 1)
 _NAME_TOKEN = re.compile(r"^[^\W\d_](?:[^\W\d_]|['\u2019-](?=[^\W\d_]))*$")
 _INITIAL = re.compile(r"^[^\W\d_]\.?$")
 
@@ -224,21 +214,32 @@ class PersonResolver:
                 self._evidence[text] = kind
         return kind
 
-    def _trim(self, run: list[Token]) -> list[Token]:
+    def _trim(self, run: list[Token], text: str, shadow: bool = False) -> list[Token]:
         """Drop leading and trailing tokens that are no evidence of a name: ordinary or
-        technical words ("Producer", "Orchestra"), particles at the edges."""
+        technical words ("Producer", "Orchestra"), particles at the edges, the tail of a
+        hyphenated descriptor ("ex-Zombie Kleist")."""
 
         named = any(self.evidence(t) in ("name", "ambiguous") for t in run)
+        model_person = not shadow and len(run) > 1 and all(t.ent == "PERSON" for t in run)
+
+        before = text[max(0, run[0].start - 40) : run[0].start] if run else ""
+        if run and introduced(before) and not self.technical(run[0]):
+            return run  # "my kid Mali", "Dr. Rose": introduced as a person
+        if len(run) == 2 and run[0].text in _CAPITAL_PARTICLES and title_before(before):
+            return run  # "says Du Cane", "by Van Dyke"
 
         def weak(t: Token, last: bool) -> bool:
             if t.text.lower() in _PARTICLES or t.text.casefold() in _ROLES:
                 return True
             if _INITIAL.match(t.text) or self.evidence(t) != "word":
                 return False
+            if not last and text[max(0, t.start - 1) : t.start] == "-":
+                return True  # "ex-Zombie": describes the name that follows
             # a dictionary word the model calls a proper noun, next to a known name, is part
-            # of it ("Tosh Olsen", "Willemine ten Pas", "Lara Pottinger"); otherwise it
-            # describes what follows ("ex-Zombie Kleist") or is no name at all
-            return not (t.pos == "PROPN" and len(run) > 1 and (named or last))
+            # of it ("Tosh Olsen", "Willemine ten Pas", "Lara Pottinger"), as is one the model
+            # takes for part of a person's name with its neighbours ("Impi Nummelin");
+            # otherwise it describes what follows or is no name at all
+            return not (t.pos == "PROPN" and len(run) > 1 and (named or last or model_person))
 
         while run and weak(run[0], last=False):
             run = run[1:]
@@ -270,7 +271,15 @@ class PersonResolver:
         ):
             return False  # "Davis, Reynolds and Williamson Orchestra", "Filadelfeos Str."
         kinds = [self.evidence(w) for w in words]
-        cue = bool(_BEFORE.search(before) or _AFTER.match(after))
+        cue = (
+            title_before(before)
+            or verb_after(after)
+            or authored_work(before, after)
+            or (
+                pronoun_subject(text, start, end, _starts_sentence(text, start))
+                and not any(self.technical(w) for w in words)  # "Jenkins is flaky. ... him"
+            )
+        )
         model = not shadow and any(w.ent == "PERSON" for w in words)
         place = any(w.ent in _PLACE_LABELS for w in words)
         supported = cue or model or in_list_of_names
@@ -294,7 +303,9 @@ class PersonResolver:
             return proper and len(words) <= 3 and not place and "word" not in kinds
         (kind,) = kinds
         if kind == "word":
-            return False
+            # "my kid Mali", "says Du Cane": introduced as a person, or a particle's surname
+            particle = len(run) > 1 and run[0].text in _CAPITAL_PARTICLES and cue
+            return (introduced(before) or particle) and not self.technical(words[0])
         if "-" in words[0].text and not (cue or self.given_name(words[0])):
             return False  # "Mayo-Walters", "Fritz-Armstrong": a firm of two surnames
         if kind == "name":
@@ -312,7 +323,7 @@ class PersonResolver:
     ) -> list[tuple[int, int]]:
         """(start, end) of every person name among `tokens` of `text`."""
         runs = self.runs(tokens, text)
-        trimmed = [self._trim(r.tokens) for r in runs]
+        trimmed = [self._trim(r.tokens, text, shadow) for r in runs]
         decided = [
             self.is_person(t, text, whole=r.tokens, shadow=shadow)
             for r, t in zip(runs, trimmed, strict=True)
@@ -370,7 +381,7 @@ class PersonResolver:
         single = all(len(m) == 1 for m in members)
         if single and len(members) >= 3 and not any(self.given_name(m[0]) for m in members):
             before = text[max(0, members[0][0].start - 40) : members[0][0].start]
-            if not _BEFORE.search(before):
+            if not title_before(before):
                 return False
         if any(decided):
             return True
@@ -382,7 +393,7 @@ class PersonResolver:
         return None
 
 
-_TITLE_BEFORE = re.compile(rf"\b{_TITLES}\.?[ \t]+$", re.I)
+_TITLE_BEFORE = re.compile(rf"\b{TITLES}\.?[ \t]+$", re.I)
 _SUFFIX_AFTER = re.compile(r",?[ \t]+(?:jr|sr|ii|iii|iv|md|dds|phd|esq|dvm|rn)\b\.?", re.I)
 
 

@@ -48,6 +48,7 @@ _SUFFIXES: tuple[tuple[str, str], ...] = (
 )
 _LOCK = threading.Lock()
 _VOCAB: frozenset[str] | None = None
+_PROPER: frozenset[str] | None = None
 
 
 def vocabulary() -> frozenset[str]:
@@ -57,14 +58,21 @@ def vocabulary() -> frozenset[str]:
 
 def _vocabulary() -> frozenset[str]:
     """Lower-case words of web2 (loaded once, about 50 ms)."""
-    global _VOCAB
+    _load_web2()
+    assert _VOCAB is not None
+    return _VOCAB
+
+
+def _load_web2() -> None:
+    """Both halves of web2 in one pass: common words (lower case) and proper nouns."""
+    global _VOCAB, _PROPER
     with _LOCK:
-        if _VOCAB is None:
+        if _VOCAB is None or _PROPER is None:
             from english_words import get_english_words_set
 
             words = get_english_words_set(["web2"], lower=False, alpha=True)
             _VOCAB = frozenset(w for w in words if w.islower())
-        return _VOCAB
+            _PROPER = frozenset(w for w in words if w[:1].isupper())
 
 
 def needs_truecasing(text: str) -> bool:
@@ -97,6 +105,24 @@ def is_common_word(word: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=65_536)
+def _also_a_given_name(word: str) -> bool:
+    """A common word that is also a given name, as both the gazetteer and the dictionary
+    (which lists proper nouns capitalised) say: "frank", "donna", "bertram"; not "friend"
+    or "rose", which the dictionary has in lower case only."""
+    from memstream.privacy.name_lexicon import gazetteer
+
+    lower = word.casefold()
+    return lower in gazetteer()[0] and lower.capitalize() in _proper_nouns()
+
+
+def _proper_nouns() -> frozenset[str]:
+    """Capitalised words of web2 (loaded with the vocabulary)."""
+    _load_web2()
+    assert _PROPER is not None
+    return _PROPER
+
+
 def truecase(text: str) -> str:
     """``text`` with every word that is not a common lower-case word capitalised.
 
@@ -106,7 +132,7 @@ def truecase(text: str) -> str:
 
     def cap(m: re.Match[str]) -> str:
         word = m.group(0)
-        if is_common_word(word):
+        if is_common_word(word) and not _also_a_given_name(word):
             return word
         capital = word[0].upper()
         return capital + word[1:] if len(capital) == 1 else word

@@ -56,6 +56,45 @@ def test_names_on_evidence(detector: PiiDetector, text: str, name: str) -> None:
     assert any(name in found for found in _persons(detector, text)), _persons(detector, text)
 
 
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        # a descriptor between the cue and the name
+        ("This song by ex-Zombie Kastner is a perfect example.", "Kastner"),
+        # a work called after its author
+        ("Unlike the Dratchev novel, it's not about that.", "Dratchev"),
+        ("Have you been to a Calquín Cazares concert before?", "Calquín Cazares"),
+        ("the frank freud version recorded for the label sold a million", "frank freud"),
+        # a pronoun that picks up the subject
+        ("Shovda is very reliable. You can always depend on him.", "Shovda"),
+        # introduced as a person, though also a dictionary word
+        ("I would like to remove my kid Mali from the will.", "Mali"),
+        ('"That is the direction," says Du Cane.', "Du Cane"),
+        # the model's person on both words keeps a dictionary word in the name
+        ("The award went to Panjiva's Riku Andou, Impi Nummelin of Consumer Reports", "Impi"),
+        # lower-case given names that are also dictionary words
+        ("follow up with benjamin a seiler in a couple of months.", "benjamin"),
+    ],
+)
+def test_names_on_context_cues(detector: PiiDetector, text: str, name: str) -> None:
+    """Issue 13 point 2: each of these was missed (direct recall 0.965 on the dev set)."""
+    assert any(name in found for found in _persons(detector, text)), _persons(detector, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Jenkins is flaky. You can always depend on him.",
+        "Celery is fast. He said so.",
+        "the Flask version in CI is pinned",
+        "the Kafka book is good",
+        "my friend lives in harburg",
+    ],
+)
+def test_context_cues_do_not_make_technology_a_person(detector: PiiDetector, text: str) -> None:
+    assert _persons(detector, text) == []
+
+
 def test_a_firm_of_surnames_is_not_a_person(detector: PiiDetector) -> None:
     text = "The Davis, Reynolds and Williamson Orchestra was founded in 1977."
     assert _persons(detector, text) == []

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 
 from memstream.privacy.entities import PiiSpan
 
-_U = "A-Z\u00c0-\u00d6\u00d8-\u00de\u0100-\u024f\u0370-\u03ff\u0400-\u042f"  # upper-ish letters
+# upper-ish letters; U+2206 (increment) stands in for a Greek capital delta in some data
+_U = "A-Z\u00c0-\u00d6\u00d8-\u00de\u0100-\u024f\u0370-\u03ff\u0400-\u042f\u2206"
 _CAP = rf"[{_U}][\w'\u2019.-]*"  # a capitalised word (unicode-aware)
 _SP = r"[ \t]+"
 
