@@ -44,7 +44,7 @@ Candidate = tuple[Hashable, Any, str] | tuple[Hashable, Any, str, str | None]
 """(memory id, vector, text) or (memory id, vector, text, source)."""
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # ~2 KB an entry: bounded well under 10 MB
 def content_words(text: str) -> frozenset[str]:
     """Lowercased words of 3+ characters that are not function words."""
     return (

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from memstream.models.compression import WordSet
+
 
 @dataclass
 class _TenantVectors:
@@ -22,7 +24,7 @@ class _TenantVectors:
     n: int = 0
     ids: list[str] = field(default_factory=list)
     scopes: list[str] = field(default_factory=list)
-    words: list[frozenset[tuple[int, bool]]] = field(default_factory=list)
+    words: list[WordSet] = field(default_factory=list)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -59,9 +61,7 @@ class VectorPool:
     def __len__(self) -> int:
         return self._total
 
-    def get(
-        self, tenant: str
-    ) -> tuple[np.ndarray, list[str], list[str], list[frozenset[tuple[int, bool]]]]:
+    def get(self, tenant: str) -> tuple[np.ndarray, list[str], list[str], list[WordSet]]:
         """(vectors, ids, scopes, word sets) of the tenant, oldest first."""
         entry = self._tenants.get(tenant)
         if entry is None:
@@ -74,7 +74,7 @@ class VectorPool:
         vectors: np.ndarray,
         ids: list[str],
         scopes: list[str],
-        words: list[frozenset[tuple[int, bool]]],
+        words: list[WordSet],
     ) -> None:
         if not ids:
             return

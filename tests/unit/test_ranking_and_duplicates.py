@@ -27,6 +27,18 @@ def test_updated_values_are_not_duplicates() -> None:
     assert not same_words(word_set("Alice lives in Paris"), word_set("Alice lives in Berlin"))
 
 
+def test_word_sets_are_compact_and_the_word_cache_bounded() -> None:
+    """Issue 14 point 5: the model stage's pool keeps a word set for each of up to 20,000
+    recent memories; as frozensets of tuples they were 85 MB of worker RSS at 20k."""
+    from memstream.models.linking import content_words
+
+    text = "Caroline: I went to a LGBTQ support group yesterday and it was so powerful."
+    words = word_set(text)
+    assert words.dtype.name == "int64" and words.nbytes == 8 * len(words) <= 8 * 14
+    assert same_words(words, word_set(text.upper())) and same_words(word_set(""), word_set(""))
+    assert content_words.cache_info().maxsize <= 4096
+
+
 def test_lexical_leads_and_dense_breaks_ties() -> None:
     hits = [
         Hit(_memory("lexical winner"), dense_score=0.2, sparse_score=9.0),
