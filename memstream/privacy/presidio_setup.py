@@ -83,6 +83,10 @@ def _keep_presidio(text: str, etype: str, start: int, end: int) -> bool:
     AGE recognizer (which flags just the number)."""
     if etype == "CREDIT_CARD":  # "+49 171 2345678" can pass Luhn; a leading + means a phone
         return not text[max(0, start - 2) : start].strip().endswith("+")
+    if canonical(etype) == "ID_NUMBER":
+        # the weak licence and passport patterns take "S3", "EC2", "H100" for ID numbers;
+        # an identity document's number has four digits or more
+        return sum(ch.isdigit() for ch in text[start:end]) >= 4
     if etype != "DATE_TIME":
         return True
     value = text[start:end]
