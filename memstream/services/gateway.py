@@ -133,6 +133,17 @@ def _delivery_in(message: Any, key: bytes, caller: Caller) -> Delivery | None:
     return delivery if may_receive(caller, delivery) else None
 
 
+def first_time(seen: set[tuple[str, str]], delivery: Delivery) -> bool:
+    """Whether this poll has not returned this memory for this subscription yet (adding it
+    to `seen`): delivery is at least once, so the topic may hold a record twice (a batch
+    matched again after a rebalance), and one answer need not repeat it."""
+    key = (str(delivery.payload.subscription_id), str(delivery.payload.memory_id))
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
 async def deliveries_for(
     bootstrap: str,
     caller: Caller,
@@ -206,6 +217,7 @@ async def poll_deliveries(
         consumer.seek(tp, position)
         last = position - 1
         out: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while len(out) < limit:
@@ -219,7 +231,7 @@ async def poll_deliveries(
                     break
                 last = message.offset
                 delivery = _delivery_in(message, key, caller)
-                if delivery is not None:
+                if delivery is not None and first_time(seen, delivery):
                     view = delivery_view(delivery, caller, reveal)
                     out.append({"cursor": f"{tp.partition}:{message.offset}", **view})
             if remaining <= 0 or out:

@@ -25,6 +25,7 @@ from memstream.schemas.topics import DEAD_LETTER, MEMORIES
 from memstream.services.gateway import (
     InvalidCursor,
     delivery_key,
+    first_time,
     may_receive,
     parse_cursor,
 )
@@ -156,6 +157,32 @@ def test_cursors_are_strict() -> None:
     for bad in ("x", "1", ":", "a:b", "0:-2", "-1:0", f"0:{2**63 - 1}", "0:" + "9" * 30):
         with pytest.raises(InvalidCursor):
             parse_cursor(bad)
+
+
+def test_a_poll_returns_a_redelivered_memory_once() -> None:
+    """At-least-once: the deliveries topic may hold one memory's delivery twice (seen as
+    test_http_sdk's poll returning the same memory twice); one answer lists it once."""
+
+    def delivery(memory: uuid.UUID, subscription: str = "sub-1") -> Delivery:
+        payload = DeliveryPayload(
+            subscription_id=subscription,
+            recipient="alice",
+            memory_id=memory,
+            text="t",
+            score=0.9,
+            source_agent="bob",
+            memory_scope="team:ops",
+        )
+        return Delivery(tenant="acme", agent_id="alice", scope="private", payload=payload)
+
+    one, two = uuid.uuid4(), uuid.uuid4()
+    seen: set[tuple[str, str]] = set()
+    kept = [
+        d.payload.memory_id
+        for d in [delivery(one), delivery(one), delivery(two), delivery(one, "sub-2")]
+        if first_time(seen, d)
+    ]
+    assert kept == [one, two, one]
 
 
 def test_deliveries_reach_exactly_the_identity_with_its_rights() -> None:
