@@ -107,18 +107,17 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 WordSet = np.ndarray
-"""A text's distinct words as a sorted int64 array of `hash(word) << 1 | has a digit`: about
-300 bytes a memory where a frozenset of tuples took 4 KB (the model stage's pool keeps one
+"""A text's distinct words as a sorted int64 array of each word's hash with its lowest bit
+set to "has a digit": about 300 bytes a memory where a frozenset of tuples took 4 KB (the model stage's pool keeps one
 for each of up to 20,000 recent memories)."""
 
 
 def word_set(text: str) -> WordSet:
     """The text's lower-cased words, hashed with a has-a-digit bit: enough to compare
     wordings without keeping the words (the raw text may hold personal data)."""
-    codes = [(hash(w) << 1) | any(ch.isdigit() for ch in w) for w in _WORD.findall(text.lower())]
-    # hash() is 64-bit signed: the shift can overflow int64, so wrap it back into range
-    wrapped = [((c + 2**63) % 2**64) - 2**63 for c in codes]
-    return np.unique(np.asarray(wrapped, dtype=np.int64))
+    # the hash's lowest bit gives way to the digit bit, so the code stays a 64-bit int
+    codes = [(hash(w) & ~1) | any(ch.isdigit() for ch in w) for w in _WORD.findall(text.lower())]
+    return np.unique(np.asarray(codes, dtype=np.int64))
 
 
 def same_words(a: WordSet, b: WordSet, min_jaccard: float = 0.8) -> bool:

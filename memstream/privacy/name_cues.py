@@ -15,14 +15,18 @@ TITLES = (
     r"(?:mr|mrs|ms|miss|mx|dr|prof|professor|sir|dame|lady|lord|rev|fr|hon|capt|col|gen|sgt|"
     r"lt|herr|frau|mme|mlle|sr|sra|srta|don|dona)"
 )
+# kin a speaker names someone by: "my son X" (shared by the cues below)
+_FAMILY = (
+    r"kid|son|daughter|wife|husband|partner|mother|father|brother|sister|child|uncle|aunt|"
+    r"cousin"
+)
 # "ex-Zombie", "former", "the late": a descriptor between a cue and the name it introduces
 _DESCRIPTOR = r"(?:[ \t]+(?:ex-[^\W\d_][\w-]*|former|the late|late))?"
 BEFORE = re.compile(
     rf"(?:\b{TITLES}\.?|\bmy name is|\bname is|\bname\?|\bnamed|\bcalled|\bcall me|\bi am|\bi'm"
     r"|\bdear|\bhi|\bhello|\bthanks,?|\bregards,?|\bsigned|\bcontact|\bask|\bmet|\bmeet|\bwith"
     r"|\bby|\bsaid|\bsays|\basked|\basks|\btold|\bstarring|\btribute to|\bname:|\bname\?"
-    r"|\bmy (?:kid|son|daughter|wife|husband|partner|friend|boss|mother|"
-    rf"father|brother|sister|colleague|manager|neighbou?r|child|uncle|aunt|cousin)){_DESCRIPTOR}"
+    rf"|\bmy (?:{_FAMILY}|friend|boss|colleague|manager|neighbou?r)){_DESCRIPTOR}"
     r"[ \t]+$",
     re.I,
 )
@@ -46,8 +50,7 @@ _WORK_AFTER = re.compile(
     re.I,
 )
 _INTRODUCED = re.compile(
-    rf"(?:\b{TITLES}\.?|\bmy name is|\bname is|\bnamed|\bcall me|\bmy (?:kid|son|daughter|"
-    r"wife|husband|partner|mother|father|brother|sister|child|uncle|aunt|cousin|"
+    rf"(?:\b{TITLES}\.?|\bmy name is|\bname is|\bnamed|\bcall me|\bmy (?:{_FAMILY}|"
     r"grand(?:son|daughter|mother|father)))[ \t]+$",
     re.I,
 )
@@ -55,7 +58,7 @@ _PRONOUN = re.compile(r"\b(?:he|she|him|his|himself|herself)\b", re.I)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 
-def title_before(before: str) -> bool:
+def cue_before(before: str) -> bool:
     """A title, a verb of speech or another introduction just before the run."""
     return BEFORE.search(before) is not None
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from memstream.privacy.name_cues import (
     TITLES,
     authored_work,
+    cue_before,
     introduced,
     pronoun_subject,
-    title_before,
     verb_after,
 )
 from memstream.privacy.name_lexicon import gazetteer, technology_terms
@@ -225,7 +225,7 @@ class PersonResolver:
         before = text[max(0, run[0].start - 40) : run[0].start] if run else ""
         if run and introduced(before) and not self.technical(run[0]):
             return run  # "my kid Mali", "Dr. Rose": introduced as a person
-        if len(run) == 2 and run[0].text in _CAPITAL_PARTICLES and title_before(before):
+        if len(run) == 2 and run[0].text in _CAPITAL_PARTICLES and cue_before(before):
             return run  # "says Du Cane", "by Van Dyke"
 
         def weak(t: Token, last: bool) -> bool:
@@ -272,7 +272,7 @@ class PersonResolver:
             return False  # "Davis, Reynolds and Williamson Orchestra", "Filadelfeos Str."
         kinds = [self.evidence(w) for w in words]
         cue = (
-            title_before(before)
+            cue_before(before)
             or verb_after(after)
             or authored_work(before, after)
             or (
@@ -381,7 +381,7 @@ class PersonResolver:
         single = all(len(m) == 1 for m in members)
         if single and len(members) >= 3 and not any(self.given_name(m[0]) for m in members):
             before = text[max(0, members[0][0].start - 40) : members[0][0].start]
-            if not title_before(before):
+            if not cue_before(before):
                 return False
         if any(decided):
             return True
