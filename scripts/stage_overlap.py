@@ -26,6 +26,7 @@ from memstream.privacy.keystore import KeyStore
 from memstream.settings import Settings
 from memstream.store.token_vectors import TokenVectorStore
 from memstream.streams import app as worker_app
+from memstream.streams.app import privacy as privacy_side
 from memstream.streams.enrich import ModelStage
 
 
@@ -81,23 +82,30 @@ def main() -> None:
             for c in chunks()
         ]
         for future in futures:
-            events, protected = await future
+            events, protected = (await future)[:2]
             await loop.run_in_executor(model, worker_app.embed_protected, s, events, protected)
         return n / (time.perf_counter() - t)
 
+    def processes(count: int) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            count,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=privacy_side._start_privacy_child,
+            initargs=(settings.model_dump_json(),),
+        )
+        for f in [pool.submit(worker_app.protect_in_child, memories[:8]) for _ in range(count)]:
+            f.result()
+        return pool
+
     thread = ThreadPoolExecutor(1)
-    process = ProcessPoolExecutor(
-        1,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=worker_app._start_privacy_child,
-        initargs=(settings.model_dump_json(),),
-    )
-    process.submit(worker_app.protect_in_child, memories[:8]).result()
+    one, two = processes(1), processes(2)
     for context in (True, False):
         tag = "with_context_tokens" if context else "without_context_tokens"
         rates[f"thread_overlap_{tag}"] = asyncio.run(overlapped(thread, False, context))
-        rates[f"process_overlap_{tag}"] = asyncio.run(overlapped(process, True, context))
-    process.shutdown()
+        rates[f"process_overlap_{tag}"] = asyncio.run(overlapped(one, True, context))
+        rates[f"two_process_overlap_{tag}"] = asyncio.run(overlapped(two, True, context))
+    one.shutdown()
+    two.shutdown()
     for name, rate in rates.items():
         print(f"{name:<40} {rate:7.1f} memories/s")
 

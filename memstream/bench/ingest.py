@@ -52,14 +52,19 @@ from memstream.streams.admin import ensure_topics
 REFERENCE_BATCH = 500
 
 
-def _rss_of(pid: int) -> int | None:
+def _status_kb(pid: int, field: str = "VmRSS") -> int | None:
+    """One kB figure of /proc/PID/status (VmRSS, RssAnon, RssFile, RssShmem)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def _rss_of(pid: int) -> int | None:
+    return _status_kb(pid)
 
 
 def _children(pid: int) -> list[int]:
@@ -81,6 +86,23 @@ def _rss_mb(pid: int) -> float | None:
         return None
     total = own + sum(_rss_of(c) or 0 for c in _children(pid))
     return round(total / 1024, 1)
+
+
+def _rss_parts(pid: int) -> dict[str, dict[str, float | None]]:
+    """Where the resident memory is, per process (the worker, then each child): anonymous
+    pages (the heap: what a leak grows) and file pages (the store's memory-mapped segments,
+    which the kernel can drop and read back)."""
+
+    def parts(p: int) -> dict[str, float | None]:
+        return {
+            kind: (None if (kb := _status_kb(p, field)) is None else round(kb / 1024, 1))
+            for kind, field in (("anon", "RssAnon"), ("file", "RssFile"), ("shmem", "RssShmem"))
+        }
+
+    out = {"worker": parts(pid)}
+    for child in _children(pid):
+        out[f"child-{child}"] = parts(child)
+    return out
 
 
 def _retag(memories: list[Memory], tenant: str) -> list[Memory]:
@@ -253,14 +275,14 @@ async def _worker_phase(
             stop.set()
             under = await searching
             say(f"search under ingest: {summary_ms(under)} (ingest {loaded['rate_per_s']}/s)")
-            rss_at: dict[str, float | None] = {}
+            # keyed by the memories indexed when measured (the first at or after 2,000)
+            rss_at: dict[str, float | None] = {str(total): _rss_mb(pid)}
+            parts_at = {str(total): _rss_parts(pid)}
             while total < rss_memories:
-                if total >= 2000 and "2000" not in rss_at:
-                    rss_at["2000"] = _rss_mb(pid)
                 await ingest(f"ingest-{uuid.uuid4().hex[:6]}")
-                say(f"{total} memories in all, RSS {_rss_mb(pid)} MB")
-            rss_at.setdefault("2000", rss_at.get("2000"))
-            rss_at[str(total)] = _rss_mb(pid)
+                rss_at[str(total)] = _rss_mb(pid)
+                parts_at[str(total)] = _rss_parts(pid)
+                say(f"{total} memories in all, RSS {rss_at[str(total)]} MB {parts_at[str(total)]}")
     finally:
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
@@ -273,6 +295,7 @@ async def _worker_phase(
         "search_under_ingest": summary_ms(under),
         "rss_mb": rss,
         "rss_mb_by_memories": rss_at,
+        "rss_parts_by_memories": parts_at,
         "memories_total": total,
     }
 
@@ -355,6 +378,17 @@ def run_ingest_bench(
     rows = {row["rate_target_per_s"]: row for row in (latency or {}).get("rates", [])}
     rss_by = worker["rss_mb_by_memories"]
     rss_values = [v for v in rss_by.values() if v is not None]
+    counts = [int(k) for k, v in rss_by.items() if v is not None]
+    per_10k = (
+        round(
+            (rss_by[str(max(counts))] - rss_by[str(min(counts))])
+            * 10_000
+            / (max(counts) - min(counts)),
+            1,
+        )
+        if len(counts) > 1
+        else None
+    )
     return {
         "bench": "ingest",
         "dataset": str(dataset),
@@ -391,6 +425,7 @@ def run_ingest_bench(
         },
         "rss_mb": max(rss_values) if rss_values else None,
         "rss_mb_by_memories": rss_by,
+        "rss_mb_per_10k_memories": per_10k,
         "rss_mb_phases": worker["rss_mb"],
         "worker": {
             k: v for k, v in worker.items() if k not in {"search_idle", "search_under_ingest"}

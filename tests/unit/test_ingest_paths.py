@@ -156,3 +156,49 @@ def test_what_the_privacy_process_returns_crosses_a_process_boundary() -> None:
     event = Memory(tenant="acme", agent_id="a", payload={"text": "hello", "tags": ["x"]})
     back = pickle.loads(pickle.dumps(([event], [Protected.unscanned(event)])))
     assert back[0][0] == event and back[1][0].tags == ["x"]
+
+
+def test_the_pii_scan_runs_in_as_many_processes_as_set(tmp_path: Path) -> None:
+    """Chunks of one batch are scanned side by side in two processes, with the same
+    answers as the scan in this process (the serial part of the worker, issue 14)."""
+    import asyncio
+    import os
+
+    from memstream.settings import Settings
+    from memstream.streams.app.privacy import (
+        build_privacy_stage,
+        privacy_executor,
+        privacy_process_count,
+        protect_in_child,
+    )
+
+    cores = os.cpu_count() or 1
+    assert privacy_process_count(Settings(data_dir=tmp_path)) == 1
+    assert privacy_process_count(Settings(data_dir=tmp_path, privacy_processes=64)) == cores
+    if cores < 2:
+        pytest.skip("two scan processes need two cores")
+    settings = Settings(data_dir=tmp_path, privacy_processes=2)
+    texts = [
+        "Call Maria Schmidt on +49 30 1234567 tomorrow.",
+        "The build on main is green again after the cache fix.",
+        "Mail jonas.berg@example.org the quarterly figures.",
+        "Deploy the canary to eu-west-1 before noon.",
+    ]
+    chunks = [[Memory(tenant="acme", agent_id="a", payload={"text": t})] for t in texts]
+    executor = privacy_executor(settings)
+    try:
+        assert executor._max_workers == 2  # type: ignore[attr-defined]
+
+        async def scan_all() -> list:
+            loop = asyncio.get_running_loop()
+            futures = [loop.run_in_executor(executor, protect_in_child, c) for c in chunks]
+            return await asyncio.gather(*futures)
+
+        scanned = asyncio.run(scan_all())
+    finally:
+        executor.shutdown()
+    here = build_privacy_stage(settings)
+    for chunk, (_events, protected, _seconds) in zip(chunks, scanned, strict=True):
+        assert [p.text for p in protected] == [p.text for p in protect(here, chunk)[1]]
+    assert "Maria Schmidt" not in scanned[0][1][0].text
+    assert scanned[1][1][0].text == texts[1]

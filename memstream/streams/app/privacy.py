@@ -4,9 +4,11 @@ or a thread of its own."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
+from memstream.models.providers import allowed_cores
 from memstream.privacy.keystore import KeyStore
 from memstream.schemas.events import Memory, Observation
 from memstream.settings import Settings
@@ -81,14 +83,22 @@ def protect_timed(
     return kept, screened, time.perf_counter() - started
 
 
+def privacy_process_count(settings: Settings) -> int:
+    """How many PII scan processes (`MEMSTREAM_PRIVACY_PROCESSES`), never more than the
+    cores this worker may use."""
+    return max(1, min(settings.privacy_processes, allowed_cores() or os.cpu_count() or 1))
+
+
 def privacy_executor(settings: Settings) -> Executor:
-    """Where the PII scan runs: a process of its own (`MEMSTREAM_PRIVACY_PROCESS`, the
+    """Where the PII scan runs: processes of their own (`MEMSTREAM_PRIVACY_PROCESS`, the
     default), so that its Python-heavy work (spaCy, Presidio, the name resolver) never holds
-    the GIL the model thread needs; else a thread. The child opens the same key store file
-    (SQLite, shared across processes), so its seals and the API's reveals agree."""
+    the GIL the model thread needs, and so that chunks of a batch are scanned side by side
+    (`privacy_process_count`, one by default); else a thread. Each child opens the same key store file
+    (SQLite, shared across processes), so its seals and the API's reveals agree. The pool
+    starts a second process only when two chunks wait at once."""
     if settings.pii_enabled and settings.privacy_process:
         return ProcessPoolExecutor(
-            max_workers=1,
+            max_workers=privacy_process_count(settings),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_privacy_child,
             initargs=(settings.model_dump_json(),),
