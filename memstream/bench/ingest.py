@@ -63,10 +63,6 @@ def _status_kb(pid: int, field: str = "VmRSS") -> int | None:
     return None
 
 
-def _rss_of(pid: int) -> int | None:
-    return _status_kb(pid)
-
-
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -81,10 +77,10 @@ def _children(pid: int) -> list[int]:
 
 def _rss_mb(pid: int) -> float | None:
     """Resident MB of the worker and its children (the PII process), at this moment."""
-    own = _rss_of(pid)
+    own = _status_kb(pid)
     if own is None:
         return None
-    total = own + sum(_rss_of(c) or 0 for c in _children(pid))
+    total = own + sum(_status_kb(c) or 0 for c in _children(pid))
     return round(total / 1024, 1)
 
 
@@ -275,7 +271,8 @@ async def _worker_phase(
             stop.set()
             under = await searching
             say(f"search under ingest: {summary_ms(under)} (ingest {loaded['rate_per_s']}/s)")
-            # keyed by the memories indexed when measured (the first at or after 2,000)
+            # keyed by the memories indexed when read: the first after the warm-up, the
+            # repeats and the run under searches
             rss_at: dict[str, float | None] = {str(total): _rss_mb(pid)}
             parts_at = {str(total): _rss_parts(pid)}
             while total < rss_memories:

@@ -93,9 +93,9 @@ def privacy_executor(settings: Settings) -> Executor:
     """Where the PII scan runs: processes of their own (`MEMSTREAM_PRIVACY_PROCESS`, the
     default), so that its Python-heavy work (spaCy, Presidio, the name resolver) never holds
     the GIL the model thread needs, and so that chunks of a batch are scanned side by side
-    (`privacy_process_count`, one by default); else a thread. Each child opens the same key store file
-    (SQLite, shared across processes), so its seals and the API's reveals agree. The pool
-    starts a second process only when two chunks wait at once."""
+    (`privacy_process_count`, one by default); else a thread. Each child opens the same key
+    store file (SQLite, shared across processes), so its seals and the API's reveals agree.
+    The pool starts a second process only when two chunks wait at once."""
     if settings.pii_enabled and settings.privacy_process:
         return ProcessPoolExecutor(
             max_workers=privacy_process_count(settings),
